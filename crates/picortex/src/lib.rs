@@ -1,1 +1,16 @@
-//! picortex.
+//! picortex: text an AI coding agent from any phone. This crate is the daemon and its CLI:
+//! configuration, the canonical store, webhook ingest, the turn scheduler, agent backends, the
+//! outbox sender and the HTTP server. See ARCHITECTURE.md for the path of a message.
+
+pub mod agent;
+pub mod channel;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod ingest;
+pub mod logging;
+pub mod metrics;
+pub mod scheduler;
+pub mod sender;
+pub mod server;
+pub mod store;

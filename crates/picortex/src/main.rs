@@ -1,1 +1,162 @@
-fn main() {}
+//! The `picortex` command: `serve` (production daemon), `sim` (the Linq simulator alone),
+//! `demo` (both, wired together) and `backup` (online SQLite backup).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use picortex::config::Config;
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(
+    name = "picortex",
+    version,
+    about = "Text an AI coding agent from any phone."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (webhooks, turns, outbox, API).
+    Serve {
+        /// TOML configuration file; every key can also be set by environment.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run the Linq v3 simulator alone.
+    Sim {
+        #[arg(long, default_value_t = 8447)]
+        port: u16,
+        /// Bearer key the simulator accepts.
+        #[arg(long, env = "LINQ_API_KEY", default_value = "sim_test_key")]
+        api_key: String,
+        /// Deliver webhooks for every event to this URL.
+        #[arg(long)]
+        webhook_url: Option<String>,
+        /// whsec_ secret to sign them with (generated and printed if omitted).
+        #[arg(long)]
+        webhook_secret: Option<String>,
+    },
+    /// Run the simulator and the daemon together on loopback, with generated secrets.
+    Demo {
+        #[arg(long, default_value_t = picortex::config::DEFAULT_PORT)]
+        port: u16,
+        #[arg(long, default_value_t = 8447)]
+        sim_port: u16,
+        /// Where the demo keeps its database.
+        #[arg(long, default_value = ".demo-data")]
+        data: PathBuf,
+    },
+    /// Write a consistent copy of the live database.
+    Backup {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Destination file.
+        #[arg(long)]
+        to: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    picortex::logging::init();
+    match Cli::parse().command {
+        Command::Serve { config } => {
+            let config = Config::load(config.as_deref())?;
+            config.validate()?;
+            let addr = SocketAddr::new(config.bind, config.port);
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            let daemon = picortex::daemon::start(config, listener).await?;
+            tokio::select! {
+                _ = daemon_wait(daemon) => {}
+                _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+            }
+        }
+        Command::Sim {
+            port,
+            api_key,
+            webhook_url,
+            webhook_secret,
+        } => {
+            let webhook = match webhook_url {
+                Some(url) => {
+                    let secret = match webhook_secret {
+                        Some(s) => {
+                            linq::webhook::WebhookSecret::parse(&s).context("--webhook-secret")?
+                        }
+                        None => linq::webhook::WebhookSecret::generate(),
+                    };
+                    println!("webhook signing secret: {}", secret.as_str());
+                    Some((url, secret))
+                }
+                None => None,
+            };
+            let config = linq_sim::SimConfig {
+                api_key,
+                webhook,
+                ..linq_sim::SimConfig::default()
+            };
+            let listener = TcpListener::bind(("127.0.0.1", port))
+                .await
+                .with_context(|| format!("binding port {port}"))?;
+            let sim = linq_sim::start(config, listener).await?;
+            println!("linq-sim listening on {}", sim.base_url());
+            println!("  admin page: {}/", sim.base_url());
+            println!(
+                "  v3 API:     {}/v3/ and {}/api/partner/v3/",
+                sim.base_url(),
+                sim.base_url()
+            );
+            tokio::signal::ctrl_c().await?;
+            sim.shutdown().await;
+        }
+        Command::Demo {
+            port,
+            sim_port,
+            data,
+        } => {
+            let demo = picortex::demo::start(picortex::demo::DemoOptions {
+                port,
+                sim_port,
+                data_dir: data.clone(),
+            })
+            .await?;
+            println!();
+            println!("picortex demo is running.");
+            println!("  Text the bot here:  {}/", demo.sim.base_url());
+            println!("  Daemon health:      {}/health", demo.daemon.base_url());
+            println!("  Bot's line:         {}", demo.bot_line);
+            println!(
+                "  Agent:              {:?} (replies \"echo: <text>\")",
+                demo.agent
+            );
+            println!("  Data:               {}", data.display());
+            println!("Press Ctrl-C to stop.");
+            tokio::signal::ctrl_c().await?;
+            demo.daemon.shutdown().await;
+            demo.sim.shutdown().await;
+        }
+        Command::Backup { config, to } => {
+            let config = Config::load(config.as_deref())?;
+            let store = picortex::store::Store::open(&config.database_path())?;
+            store.backup_to(to.clone()).await?;
+            println!(
+                "backed up {} to {}",
+                config.database_path().display(),
+                to.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn daemon_wait(daemon: picortex::daemon::DaemonHandle) {
+    daemon.wait().await;
+}

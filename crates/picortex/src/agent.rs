@@ -1,0 +1,124 @@
+//! The agent interface: what a turn hands an agent backend and what it gets back. Backends
+//! (the built-in `echo` here; Claude Code and any command through the runner) sit behind
+//! [`Agent`], so the scheduler never knows which one answers.
+
+use futures::future::BoxFuture;
+
+use crate::store::turns::PromptMessage;
+
+/// One turn's input.
+#[derive(Debug, Clone)]
+pub struct TurnRequest {
+    pub turn_id: i64,
+    pub chat_id: String,
+    pub is_group: bool,
+    pub request_id: String,
+    /// The messages this turn answers, oldest first, with their senders.
+    pub messages: Vec<PromptMessage>,
+}
+
+impl TurnRequest {
+    /// The prompt text: the messages' texts, one per line. Several senders in a group are named
+    /// so the agent can tell who said what.
+    pub fn prompt(&self) -> String {
+        let named = self.is_group
+            || self
+                .messages
+                .iter()
+                .any(|m| m.sender != self.messages[0].sender);
+        self.messages
+            .iter()
+            .map(|m| {
+                if named {
+                    format!("{}: {}", m.sender, m.text)
+                } else {
+                    m.text.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// One turn's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnReply {
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Worth one more try (the agent process died, a stream broke).
+    #[error("agent failed, retryable: {0}")]
+    Retryable(String),
+    /// Trying again would fail the same way.
+    #[error("agent failed: {0}")]
+    Permanent(String),
+}
+
+/// An agent backend.
+pub trait Agent: Send + Sync {
+    /// A short name for logs and /health.
+    fn name(&self) -> &'static str;
+    fn run_turn(&self, request: TurnRequest) -> BoxFuture<'_, Result<TurnReply, AgentError>>;
+}
+
+/// Answers every message with "echo: <text>". Several folded messages give one line each.
+pub struct EchoAgent;
+
+impl Agent for EchoAgent {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+
+    fn run_turn(&self, request: TurnRequest) -> BoxFuture<'_, Result<TurnReply, AgentError>> {
+        Box::pin(async move {
+            let text = request
+                .messages
+                .iter()
+                .map(|m| format!("echo: {}", m.text))
+                .collect::<Vec<_>>()
+                .join("\n");
+            Ok(TurnReply { text })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(sender: &str, text: &str) -> PromptMessage {
+        PromptMessage {
+            id: format!("id-{text}"),
+            sender: sender.into(),
+            text: text.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn echo_answers_each_folded_message() {
+        let req = TurnRequest {
+            turn_id: 1,
+            chat_id: "c".into(),
+            is_group: false,
+            request_id: "r".into(),
+            messages: vec![msg("+1", "a"), msg("+1", "b $(rm -rf /)")],
+        };
+        assert_eq!(req.prompt(), "a\nb $(rm -rf /)");
+        let reply = EchoAgent.run_turn(req).await.unwrap();
+        assert_eq!(reply.text, "echo: a\necho: b $(rm -rf /)");
+    }
+
+    #[test]
+    fn group_prompts_name_senders() {
+        let req = TurnRequest {
+            turn_id: 1,
+            chat_id: "c".into(),
+            is_group: true,
+            request_id: "r".into(),
+            messages: vec![msg("+1", "hi"), msg("+2", "yo")],
+        };
+        assert_eq!(req.prompt(), "+1: hi\n+2: yo");
+    }
+}

@@ -1,0 +1,100 @@
+//! The channel interface: how the core sends a message to a chat without knowing which
+//! messaging service carries it, and the Linq implementation of it. A second channel (the web
+//! UI's chat box, Telegram, …) implements [`Channel`] and nothing else in the core changes.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::store::outbox::OutgoingMessage;
+
+/// What the channel said when it accepted a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub message_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// Try again later (5xx, 429, network); `retry_after` is the channel's hint, if it gave one.
+    #[error("{message}")]
+    Retryable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Trying again cannot help (4xx other than 408/429, including 409).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+pub trait Channel: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// The bot's own handle on this channel, if known.
+    fn our_handle(&self) -> Option<&str>;
+    /// Sends `message` to `chat_id`. The idempotency key makes a repeated call after a crash or
+    /// a lost answer return the original message instead of sending a second one.
+    fn send<'a>(
+        &'a self,
+        chat_id: &'a str,
+        message: &'a OutgoingMessage,
+        idempotency_key: &'a str,
+    ) -> BoxFuture<'a, Result<Accepted, ChannelError>>;
+}
+
+/// Linq Partner API v3.
+pub struct LinqChannel {
+    client: linq::Client,
+    our_handle: Option<String>,
+}
+
+impl LinqChannel {
+    pub fn new(client: linq::Client, our_handle: Option<String>) -> Self {
+        Self { client, our_handle }
+    }
+}
+
+impl Channel for LinqChannel {
+    fn name(&self) -> &'static str {
+        "linq"
+    }
+
+    fn our_handle(&self) -> Option<&str> {
+        self.our_handle.as_deref()
+    }
+
+    fn send<'a>(
+        &'a self,
+        chat_id: &'a str,
+        message: &'a OutgoingMessage,
+        idempotency_key: &'a str,
+    ) -> BoxFuture<'a, Result<Accepted, ChannelError>> {
+        Box::pin(async move {
+            let mut content =
+                linq::types::MessageContent::text(&message.text).idempotency_key(idempotency_key);
+            if let Some(reply_to) = &message.reply_to {
+                content = content.reply_to(reply_to);
+            }
+            match self.client.send_message(chat_id, &content).await {
+                Ok(resp) => Ok(Accepted {
+                    message_id: resp.message.id,
+                }),
+                Err(e) => Err(classify(e)),
+            }
+        })
+    }
+}
+
+fn classify(e: linq::Error) -> ChannelError {
+    let retry_after = match &e {
+        linq::Error::Api { retry_after, .. } => *retry_after,
+        _ => None,
+    };
+    if e.is_retryable() {
+        ChannelError::Retryable {
+            message: e.to_string(),
+            retry_after,
+        }
+    } else {
+        ChannelError::Permanent(e.to_string())
+    }
+}

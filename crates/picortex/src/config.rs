@@ -1,0 +1,323 @@
+//! Configuration: one TOML file, every key also settable by environment. The environment names
+//! in [`ENV_KEYS`] are fixed (deploy files and scripts rely on them) and win over the file.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}={value:?} is not valid: {message}")]
+    Env {
+        name: &'static str,
+        value: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Which agent answers turns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentKind {
+    /// Replies "echo: <text>"; no model, no workspace. For tests and first runs.
+    #[default]
+    Echo,
+    ClaudeCode,
+    Command,
+}
+
+impl std::str::FromStr for AgentKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "echo" => Ok(Self::Echo),
+            "claude-code" => Ok(Self::ClaudeCode),
+            "command" => Ok(Self::Command),
+            other => Err(format!(
+                "unknown agent {other:?} (expected claude-code, command or echo)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds to.
+    pub bind: IpAddr,
+    /// Port of the HTTP server (webhooks, API, UI); 0 picks a free one.
+    pub port: u16,
+    /// Database and logs.
+    pub data_dir: PathBuf,
+    /// Where chat workspaces live.
+    pub workspace_root: PathBuf,
+    /// The owner's handle (E.164).
+    pub owner: Option<String>,
+    /// The bot's name, as people address it.
+    pub bot_name: String,
+    pub agent: AgentKind,
+    pub linq: LinqConfig,
+    pub turns: TurnsConfig,
+    pub outbox: OutboxConfig,
+    /// Largest webhook body accepted, in bytes (larger: 413).
+    pub webhook_body_limit: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinqConfig {
+    pub api_key: String,
+    pub base_url: String,
+    pub webhook_secret: String,
+    /// The bot's line (E.164).
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnsConfig {
+    /// Turns running at once across all chats.
+    pub max_concurrent: usize,
+    /// A turn running longer than this is interrupted and the chat told.
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Attempts before a delivery is marked failed.
+    pub max_attempts: i64,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+}
+
+pub const DEFAULT_PORT: u16 = 7823;
+pub const DEFAULT_LINQ_BASE_URL: &str = "https://api.linqapp.com/api/partner";
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: DEFAULT_PORT,
+            data_dir: PathBuf::from("./picortex-data"),
+            workspace_root: PathBuf::from("/srv/picortex/chats"),
+            owner: None,
+            bot_name: "pi".into(),
+            agent: AgentKind::Echo,
+            linq: LinqConfig::default(),
+            turns: TurnsConfig::default(),
+            outbox: OutboxConfig::default(),
+            webhook_body_limit: 256 * 1024,
+        }
+    }
+}
+
+impl Default for LinqConfig {
+    fn default() -> Self {
+        Self {
+            api_key: String::new(),
+            base_url: DEFAULT_LINQ_BASE_URL.into(),
+            webhook_secret: String::new(),
+            phone: None,
+        }
+    }
+}
+
+impl Default for TurnsConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 4,
+            timeout_secs: 600,
+        }
+    }
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 12,
+            backoff_base_ms: 500,
+            backoff_max_ms: 5 * 60 * 1000,
+            concurrency: 8,
+        }
+    }
+}
+
+/// The environment variables that override the file.
+pub const ENV_KEYS: &[&str] = &[
+    "PICORTEX_PORT",
+    "PICORTEX_DATA_DIR",
+    "PICORTEX_WORKSPACE_ROOT",
+    "PICORTEX_OWNER",
+    "PICORTEX_BOT_NAME",
+    "PICORTEX_AGENT",
+    "LINQ_API_KEY",
+    "LINQ_BASE_URL",
+    "LINQ_WEBHOOK_SECRET",
+    "LINQ_PHONE",
+];
+
+impl Config {
+    /// Defaults, then the TOML file (if given), then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    /// Applies overrides from `lookup` (the environment, or a map in tests).
+    pub fn apply_env(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        if let Some(v) = get("PICORTEX_PORT") {
+            self.port = v
+                .parse()
+                .map_err(|e: std::num::ParseIntError| ConfigError::Env {
+                    name: "PICORTEX_PORT",
+                    value: v.clone(),
+                    message: e.to_string(),
+                })?;
+        }
+        if let Some(v) = get("PICORTEX_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = get("PICORTEX_WORKSPACE_ROOT") {
+            self.workspace_root = v.into();
+        }
+        if let Some(v) = get("PICORTEX_OWNER") {
+            self.owner = Some(v);
+        }
+        if let Some(v) = get("PICORTEX_BOT_NAME") {
+            self.bot_name = v;
+        }
+        if let Some(v) = get("PICORTEX_AGENT") {
+            self.agent = v.parse().map_err(|message| ConfigError::Env {
+                name: "PICORTEX_AGENT",
+                value: v.clone(),
+                message,
+            })?;
+        }
+        if let Some(v) = get("LINQ_API_KEY") {
+            self.linq.api_key = v;
+        }
+        if let Some(v) = get("LINQ_BASE_URL") {
+            self.linq.base_url = v;
+        }
+        if let Some(v) = get("LINQ_WEBHOOK_SECRET") {
+            self.linq.webhook_secret = v;
+        }
+        if let Some(v) = get("LINQ_PHONE") {
+            self.linq.phone = Some(v);
+        }
+        Ok(())
+    }
+
+    /// Checks what the daemon cannot run without, with a message that says how to fix it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.linq.api_key.is_empty() {
+            return Err(ConfigError::Invalid(
+                "linq.api_key is empty: set LINQ_API_KEY or [linq] api_key".into(),
+            ));
+        }
+        if let Err(e) = linq::webhook::WebhookSecret::parse(&self.linq.webhook_secret) {
+            return Err(ConfigError::Invalid(format!(
+                "linq.webhook_secret is not usable ({e}): set LINQ_WEBHOOK_SECRET to the whsec_… secret of your webhook subscription"
+            )));
+        }
+        if self.turns.max_concurrent == 0 {
+            return Err(ConfigError::Invalid(
+                "turns.max_concurrent must be at least 1".into(),
+            ));
+        }
+        if self.outbox.concurrency == 0 || self.outbox.max_attempts < 1 {
+            return Err(ConfigError::Invalid(
+                "outbox.concurrency and outbox.max_attempts must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("picortex.db")
+    }
+
+    pub fn turn_timeout(&self) -> Duration {
+        Duration::from_secs(self.turns.timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn file_then_environment() {
+        let mut c: Config = toml::from_str(
+            r#"
+            port = 9000
+            bot_name = "robo"
+            [linq]
+            api_key = "from-file"
+            [turns]
+            max_concurrent = 2
+            "#,
+        )
+        .unwrap();
+        let env: HashMap<&str, &str> = [
+            ("LINQ_API_KEY", "from-env"),
+            ("PICORTEX_AGENT", "echo"),
+            ("PICORTEX_PORT", " "),
+        ]
+        .into();
+        c.apply_env(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(c.port, 9000, "blank env values count as unset");
+        assert_eq!(c.linq.api_key, "from-env");
+        assert_eq!(c.bot_name, "robo");
+        assert_eq!(c.turns.max_concurrent, 2);
+        assert_eq!(c.turns.timeout_secs, 600);
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let mut c = Config::default();
+        let err = c
+            .apply_env(|k| (k == "PICORTEX_AGENT").then(|| "gpt".to_string()))
+            .unwrap_err();
+        assert!(err.to_string().contains("PICORTEX_AGENT"), "{err}");
+        assert!(toml::from_str::<Config>("nonsense = 1").is_err());
+        let err = Config::default().validate().unwrap_err();
+        assert!(err.to_string().contains("LINQ_API_KEY"), "{err}");
+    }
+}

@@ -1,0 +1,144 @@
+//! Wires the daemon together: store, channel, agent, scheduler, outbox sender and HTTP server,
+//! and hands back a handle that knows the bound address and can shut everything down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::agent::{Agent, EchoAgent};
+use crate::channel::{Channel, LinqChannel};
+use crate::config::{AgentKind, Config};
+use crate::ingest::IngestConfig;
+use crate::metrics::Metrics;
+use crate::scheduler::Scheduler;
+use crate::sender::Sender;
+use crate::server::{AppState, TokenBucket, router};
+use crate::store::Store;
+
+pub struct DaemonHandle {
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    tasks: Vec<JoinHandle<()>>,
+    shutdown: Arc<Notify>,
+}
+
+impl DaemonHandle {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and stops the background tasks. Work in flight stays in the store and is
+    /// resumed by the next start.
+    pub async fn shutdown(self) {
+        self.shutdown.notify_waiters();
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Waits until the server stops (for `picortex serve`).
+    pub async fn wait(mut self) {
+        if let Some(server) = self.tasks.pop() {
+            let _ = server.await;
+        }
+    }
+}
+
+/// Starts the daemon on `listener` with `config` (already validated).
+pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<DaemonHandle> {
+    config.validate()?;
+    let secret = linq::webhook::WebhookSecret::parse(&config.linq.webhook_secret)
+        .context("LINQ_WEBHOOK_SECRET")?;
+    let store = Store::open(&config.database_path())
+        .with_context(|| format!("opening {}", config.database_path().display()))?;
+    let client = linq::Client::new(linq::ClientConfig {
+        base_url: config.linq.base_url.clone(),
+        api_key: config.linq.api_key.clone(),
+        ..linq::ClientConfig::default()
+    })
+    .context("building the Linq client")?;
+    let channel: Arc<dyn Channel> = Arc::new(LinqChannel::new(client, config.linq.phone.clone()));
+    let agent: Arc<dyn Agent> = match config.agent {
+        AgentKind::Echo => Arc::new(EchoAgent),
+        other => anyhow::bail!(
+            "agent {other:?} is not available in this build yet; set PICORTEX_AGENT=echo"
+        ),
+    };
+    let metrics = Arc::new(Metrics::default());
+    let turns_wake = Arc::new(Notify::new());
+    let outbox_wake = Arc::new(Notify::new());
+    let tmux_version = tmux_version().await;
+
+    let scheduler = Scheduler::new(
+        store.clone(),
+        agent.clone(),
+        config.turns.max_concurrent,
+        config.turn_timeout(),
+        metrics.clone(),
+        turns_wake.clone(),
+        outbox_wake.clone(),
+    );
+    let sender = Sender::new(
+        store.clone(),
+        channel,
+        config.outbox.clone(),
+        metrics.clone(),
+        outbox_wake.clone(),
+    );
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        ingest: IngestConfig { secret },
+        turns_wake,
+        started: Instant::now(),
+        agent_name: agent.name(),
+        tmux_version,
+        webhook_body_limit: config.webhook_body_limit,
+        frontend_log_bucket: TokenBucket::new(20, 1.0),
+    });
+    let addr = listener.local_addr()?;
+    let shutdown = Arc::new(Notify::new());
+    let app = router(state);
+    let stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.notified().await })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "http server stopped");
+        }
+    });
+    let tasks = vec![
+        tokio::spawn(scheduler.run()),
+        tokio::spawn(sender.run()),
+        server,
+    ];
+    tracing::info!(%addr, agent = agent.name(), db = %config.database_path().display(), "picortex daemon listening");
+    Ok(DaemonHandle {
+        addr,
+        store,
+        metrics,
+        tasks,
+        shutdown,
+    })
+}
+
+async fn tmux_version() -> Option<String> {
+    let out = tokio::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .await
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}

@@ -1,0 +1,168 @@
+//! The turn scheduler: claims runnable turns (one at a time per chat, at most
+//! `turns.max_concurrent` overall), runs each through the agent with a timeout, and finishes it
+//! together with its reply's outbox row in one transaction. A retryable agent failure gets one
+//! more attempt; after that the chat is told plainly, with the request id.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tracing::Instrument;
+
+use crate::agent::{Agent, AgentError, TurnRequest};
+use crate::metrics::Metrics;
+use crate::store::outbox::OutgoingMessage;
+use crate::store::turns::{self, MAX_TURN_ATTEMPTS, TurnWork};
+use crate::store::{Store, StoreResult};
+
+const IDLE_POLL: Duration = Duration::from_secs(5);
+
+pub struct Scheduler {
+    store: Store,
+    agent: Arc<dyn Agent>,
+    max_concurrent: usize,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+    /// Woken by ingest when a message is queued and by finished turns.
+    wake: Arc<Notify>,
+    /// Woken when a reply lands in the outbox.
+    outbox_wake: Arc<Notify>,
+    running: AtomicUsize,
+}
+
+impl Scheduler {
+    pub fn new(
+        store: Store,
+        agent: Arc<dyn Agent>,
+        max_concurrent: usize,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+        wake: Arc<Notify>,
+        outbox_wake: Arc<Notify>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            agent,
+            max_concurrent,
+            timeout,
+            metrics,
+            wake,
+            outbox_wake,
+            running: AtomicUsize::new(0),
+        })
+    }
+
+    /// Requeues turns a previous process left running, then schedules until dropped.
+    pub async fn run(self: Arc<Self>) {
+        match self.store.write(turns::recover_interrupted).await {
+            Ok((0, 0)) => {}
+            Ok((requeued, failed)) => {
+                tracing::warn!(requeued, failed, "recovered turns interrupted by a restart");
+                self.outbox_wake.notify_one();
+            }
+            Err(e) => tracing::error!(error = %e, "could not recover interrupted turns"),
+        }
+        loop {
+            let free = self
+                .max_concurrent
+                .saturating_sub(self.running.load(Ordering::SeqCst));
+            let claimed = if free > 0 {
+                self.store
+                    .write(move |c| turns::claim_runnable(c, free))
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "could not claim turns");
+                        Vec::new()
+                    })
+            } else {
+                Vec::new()
+            };
+            for work in claimed {
+                self.running.fetch_add(1, Ordering::SeqCst);
+                let me = self.clone();
+                let span = tracing::info_span!("turn", request_id = %work.request_id, chat_id = %work.chat_id, turn_id = work.turn_id);
+                tokio::spawn(
+                    async move {
+                        me.run_turn(work).await;
+                        me.running.fetch_sub(1, Ordering::SeqCst);
+                        me.wake.notify_one();
+                    }
+                    .instrument(span),
+                );
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+            }
+        }
+    }
+
+    async fn run_turn(&self, work: TurnWork) {
+        Metrics::inc(&self.metrics.turns_started);
+        let started = std::time::Instant::now();
+        tracing::info!(
+            attempt = work.attempt,
+            messages = work.messages.len(),
+            agent = self.agent.name(),
+            "turn started"
+        );
+        let request = TurnRequest {
+            turn_id: work.turn_id,
+            chat_id: work.chat_id.clone(),
+            is_group: work.is_group,
+            request_id: work.request_id.clone(),
+            messages: work.messages.clone(),
+        };
+        let outcome = match tokio::time::timeout(self.timeout, self.agent.run_turn(request)).await {
+            Ok(result) => result,
+            Err(_) => Err(AgentError::Permanent(format!(
+                "timed out after {} s",
+                self.timeout.as_secs()
+            ))),
+        };
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let write: StoreResult<&'static str> = match outcome {
+            Ok(reply) => {
+                let message = OutgoingMessage {
+                    text: reply.text,
+                    reply_to: work.reply_to().map(str::to_owned),
+                };
+                let w = work.clone();
+                self.store
+                    .write(move |c| turns::finish(c, &w, &message))
+                    .await
+                    .map(|_| "done")
+            }
+            Err(AgentError::Retryable(e)) if work.attempt < MAX_TURN_ATTEMPTS => {
+                tracing::warn!(error = %e, "turn failed, retrying once");
+                let id = work.turn_id;
+                self.store
+                    .write(move |c| turns::requeue(c, id, &e))
+                    .await
+                    .map(|_| "requeued")
+            }
+            Err(e) => {
+                let error = e.to_string();
+                let w = work.clone();
+                self.store
+                    .write(move |c| turns::fail(c, &w, &error))
+                    .await
+                    .map(|_| "failed")
+            }
+        };
+        match write {
+            Ok(status) => {
+                if status == "failed" {
+                    Metrics::inc(&self.metrics.turns_failed);
+                } else if status == "done" {
+                    Metrics::inc(&self.metrics.turns_done);
+                }
+                tracing::info!(status, elapsed_ms, "turn finished");
+                self.outbox_wake.notify_one();
+            }
+            // The turn stays `running` in the store; the next start recovers it.
+            Err(e) => tracing::error!(error = %e, "could not record a turn's outcome"),
+        }
+    }
+}

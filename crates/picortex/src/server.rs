@@ -1,0 +1,273 @@
+//! The HTTP server: routes, shared state, request ids, JSON errors, `/health` and
+//! `/api/frontend-log`. Webhook ingest lives in [`crate::ingest`].
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::sync::Notify;
+
+use crate::ingest::{self, IngestConfig};
+use crate::metrics::Metrics;
+use crate::store::{Store, outbox, turns};
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The most a browser may send to /api/frontend-log in one request.
+pub const FRONTEND_LOG_LIMIT: usize = 64 * 1024;
+
+pub struct AppState {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub ingest: IngestConfig,
+    pub turns_wake: Arc<Notify>,
+    pub started: Instant,
+    pub agent_name: &'static str,
+    pub tmux_version: Option<String>,
+    pub webhook_body_limit: usize,
+    pub frontend_log_bucket: TokenBucket,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let webhook_limit = state.webhook_body_limit;
+    Router::new()
+        .route(
+            "/api/linq/inbound",
+            post(webhook_with_limit).layer(DefaultBodyLimit::max(webhook_limit)),
+        )
+        .route("/health", get(health))
+        .route(
+            "/api/frontend-log",
+            post(frontend_log).layer(DefaultBodyLimit::max(FRONTEND_LOG_LIMIT)),
+        )
+        .fallback(|| async { json_error(StatusCode::NOT_FOUND, "no such route") })
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// A JSON error body: `{"error": {"status": …, "message": …}}`.
+pub fn json_error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(serde_json::json!({"error": {"status": status.as_u16(), "message": message}})),
+    )
+        .into_response()
+}
+
+/// The request's id: the caller's `X-Request-ID` if it is sane, otherwise a fresh one. It is
+/// echoed on the response and carried through logs, the turn and the outbound send.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(|| RequestId(uuid::Uuid::new_v4().to_string())))
+    }
+}
+
+fn acceptable_request_id(value: &str) -> bool {
+    (1..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| acceptable_request_id(v))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    resp
+}
+
+async fn webhook_with_limit(
+    state: State<Arc<AppState>>,
+    request_id: RequestId,
+    headers: axum::http::HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    match body {
+        Ok(body) => ingest::inbound(state, request_id, headers, body).await,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Metrics::inc(&state.metrics.webhooks_too_large);
+            tracing::warn!(request_id = %request_id.0, limit = state.webhook_body_limit, "webhook rejected: body too large");
+            json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("webhook body exceeds {} bytes", state.webhook_body_limit),
+            )
+        }
+        Err(rejection) => json_error(rejection.status(), &rejection.body_text()),
+    }
+}
+
+async fn health(State(app): State<Arc<AppState>>) -> Response {
+    let db_ok = app.store.ping().await;
+    let counts = app
+        .store
+        .read(|c| Ok((turns::counts(c)?, outbox::counts(c)?)))
+        .await
+        .ok();
+    let to_map = |rows: &[(String, i64)]| {
+        rows.iter()
+            .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    let (turns, deliveries) = counts
+        .as_ref()
+        .map(|(t, o)| (to_map(t), to_map(o)))
+        .unwrap_or_default();
+    let status = if db_ok { "ok" } else { "degraded" };
+    let code = if db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(serde_json::json!({
+            "status": status,
+            "version": env!("CARGO_PKG_VERSION"),
+            "commit": option_env!("PICORTEX_GIT_COMMIT").unwrap_or("unknown"),
+            "uptime_secs": app.started.elapsed().as_secs(),
+            "db": {"ok": db_ok},
+            "tmux": {"ok": app.tmux_version.is_some(), "version": app.tmux_version},
+            "agent": app.agent_name,
+            "counters": app.metrics.snapshot(),
+            "turns": turns,
+            "deliveries": deliveries,
+        })),
+    )
+        .into_response()
+}
+
+/// What the browser reports: an error or a log line from the UI.
+#[derive(Debug, serde::Deserialize)]
+struct FrontendLog {
+    #[serde(default)]
+    level: String,
+    message: String,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    stack: Option<String>,
+}
+
+async fn frontend_log(
+    State(app): State<Arc<AppState>>,
+    RequestId(request_id): RequestId,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("frontend log entries are limited to {FRONTEND_LOG_LIMIT} bytes"),
+            );
+        }
+        Err(r) => return json_error(r.status(), &r.body_text()),
+    };
+    if !app.frontend_log_bucket.take() {
+        return json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many log entries; slow down",
+        );
+    }
+    let entry: FrontendLog = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("expected {{\"level\", \"message\", \"url\"?, \"stack\"?}}: {e}"),
+            );
+        }
+    };
+    Metrics::inc(&app.metrics.frontend_logs);
+    let level = if entry.level.is_empty() {
+        "error"
+    } else {
+        entry.level.as_str()
+    };
+    tracing::warn!(
+        request_id = %request_id,
+        source = "frontend",
+        level,
+        message = %entry.message,
+        url = entry.url.as_deref().unwrap_or(""),
+        stack = entry.stack.as_deref().unwrap_or(""),
+        "frontend log"
+    );
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// A small token bucket: `capacity` requests at once, refilled at `per_sec`.
+pub struct TokenBucket {
+    capacity: f64,
+    per_sec: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl TokenBucket {
+    pub fn new(capacity: u32, per_sec: f64) -> Self {
+        Self {
+            capacity: f64::from(capacity),
+            per_sec,
+            state: Mutex::new((f64::from(capacity), Instant::now())),
+        }
+    }
+
+    pub fn take(&self) -> bool {
+        let Ok(mut s) = self.state.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        let refill = now.duration_since(s.1).as_secs_f64() * self.per_sec;
+        s.0 = (s.0 + refill).min(self.capacity);
+        s.1 = now;
+        if s.0 >= 1.0 {
+            s.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_checked() {
+        assert!(acceptable_request_id("abc-123_x.y:z"));
+        assert!(!acceptable_request_id(""));
+        assert!(!acceptable_request_id("a b"));
+        assert!(!acceptable_request_id("a\nb"));
+        assert!(!acceptable_request_id(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn bucket_limits_bursts() {
+        let b = TokenBucket::new(3, 0.0);
+        assert!(b.take() && b.take() && b.take());
+        assert!(!b.take());
+    }
+}

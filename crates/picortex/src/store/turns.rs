@@ -1,0 +1,236 @@
+//! Turns in the store: queueing inbound messages into a chat's next turn, claiming runnable
+//! turns (one running per chat), finishing a turn together with its reply's outbox row, and
+//! recovering turns that were running when the daemon died.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{StoreResult, now_ms, outbox};
+
+/// How many times a turn may start before it is reported as failed.
+pub const MAX_TURN_ATTEMPTS: i64 = 2;
+
+/// Adds an inbound message to the chat's queued turn, creating one if none is waiting.
+/// Messages that arrive while a turn runs therefore fold into the next turn.
+pub fn enqueue(
+    conn: &Connection,
+    chat_id: &str,
+    message_id: &str,
+    request_id: &str,
+    now: i64,
+) -> StoreResult<i64> {
+    let queued: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM turns WHERE chat_id = ?1 AND status = 'queued' ORDER BY id LIMIT 1",
+            [chat_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let turn_id = match queued {
+        Some(id) => id,
+        None => {
+            conn.execute(
+                "INSERT INTO turns (chat_id, status, request_id, created_at) VALUES (?1, 'queued', ?2, ?3)",
+                params![chat_id, request_id, now],
+            )?;
+            conn.last_insert_rowid()
+        }
+    };
+    conn.execute(
+        "INSERT INTO turn_messages (turn_id, message_id) VALUES (?1, ?2)",
+        params![turn_id, message_id],
+    )?;
+    Ok(turn_id)
+}
+
+/// One inbound message as the agent will see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptMessage {
+    pub id: String,
+    pub sender: String,
+    pub text: String,
+}
+
+/// A claimed turn: everything the scheduler needs to run it.
+#[derive(Debug, Clone)]
+pub struct TurnWork {
+    pub turn_id: i64,
+    pub chat_id: String,
+    pub is_group: bool,
+    pub request_id: String,
+    pub attempt: i64,
+    pub messages: Vec<PromptMessage>,
+}
+
+impl TurnWork {
+    /// The message the reply threads onto: the newest one the turn answers.
+    pub fn reply_to(&self) -> Option<&str> {
+        self.messages.last().map(|m| m.id.as_str())
+    }
+}
+
+/// Marks up to `limit` runnable turns as running and returns them. A turn is runnable when it
+/// is its chat's oldest queued turn and the chat has no running turn.
+pub fn claim_runnable(conn: &Connection, limit: usize) -> StoreResult<Vec<TurnWork>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let now = now_ms();
+    let mut stmt = conn.prepare_cached(
+        "SELECT t.id, t.chat_id, t.request_id, t.attempts, c.is_group
+         FROM turns t JOIN chats c ON c.id = t.chat_id
+         WHERE t.status = 'queued'
+           AND NOT EXISTS (SELECT 1 FROM turns r WHERE r.chat_id = t.chat_id AND r.status = 'running')
+           AND t.id = (SELECT MIN(q.id) FROM turns q WHERE q.chat_id = t.chat_id AND q.status = 'queued')
+         ORDER BY t.id LIMIT ?1",
+    )?;
+    let picked = stmt
+        .query_map([limit as i64], |r| {
+            Ok(TurnWork {
+                turn_id: r.get(0)?,
+                chat_id: r.get(1)?,
+                request_id: r.get(2)?,
+                attempt: r.get::<_, i64>(3)? + 1,
+                is_group: r.get(4)?,
+                messages: Vec::new(),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut claimed = Vec::with_capacity(picked.len());
+    for mut work in picked {
+        conn.execute(
+            "UPDATE turns SET status = 'running', attempts = attempts + 1, started_at = ?2 WHERE id = ?1",
+            params![work.turn_id, now],
+        )?;
+        work.messages = turn_messages(conn, work.turn_id)?;
+        claimed.push(work);
+    }
+    Ok(claimed)
+}
+
+fn turn_messages(conn: &Connection, turn_id: i64) -> StoreResult<Vec<PromptMessage>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.id, COALESCE(m.sender, ''), m.text FROM turn_messages tm
+         JOIN messages m ON m.id = tm.message_id
+         WHERE tm.turn_id = ?1 ORDER BY m.created_at, m.rowid",
+    )?;
+    let rows = stmt.query_map([turn_id], |r| {
+        Ok(PromptMessage {
+            id: r.get(0)?,
+            sender: r.get(1)?,
+            text: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Finishes a running turn and, in the same transaction, queues its reply for delivery.
+/// Returns false (and changes nothing) if the turn was not running, so a late or repeated
+/// finish can never queue a second reply.
+pub fn finish(
+    conn: &Connection,
+    work: &TurnWork,
+    reply: &outbox::OutgoingMessage,
+) -> StoreResult<bool> {
+    let now = now_ms();
+    let changed = conn.execute(
+        "UPDATE turns SET status = 'done', finished_at = ?2 WHERE id = ?1 AND status = 'running'",
+        params![work.turn_id, now],
+    )?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    outbox::enqueue(
+        conn,
+        &work.chat_id,
+        Some(work.turn_id),
+        reply,
+        &work.request_id,
+        now,
+    )?;
+    Ok(true)
+}
+
+/// Fails a running turn for good and tells the chat, so the failure is visible.
+pub fn fail(conn: &Connection, work: &TurnWork, error: &str) -> StoreResult<bool> {
+    let now = now_ms();
+    let changed = conn.execute(
+        "UPDATE turns SET status = 'failed', finished_at = ?2, error = ?3 WHERE id = ?1 AND status = 'running'",
+        params![work.turn_id, now, error],
+    )?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    let notice = outbox::OutgoingMessage {
+        text: failure_notice(&work.request_id),
+        reply_to: work.reply_to().map(str::to_owned),
+    };
+    outbox::enqueue(
+        conn,
+        &work.chat_id,
+        Some(work.turn_id),
+        &notice,
+        &work.request_id,
+        now,
+    )?;
+    super::audit(
+        conn,
+        "picortex",
+        "turn.failed",
+        Some(&work.chat_id),
+        &serde_json::json!({"turn_id": work.turn_id, "error": error, "request_id": work.request_id}),
+    )?;
+    Ok(true)
+}
+
+/// Puts a running turn back in the queue after a retryable failure (the next claim retries it).
+pub fn requeue(conn: &Connection, turn_id: i64, error: &str) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE turns SET status = 'queued', error = ?2 WHERE id = ?1 AND status = 'running'",
+        params![turn_id, error],
+    )?;
+    Ok(())
+}
+
+pub fn failure_notice(request_id: &str) -> String {
+    format!("Sorry, I couldn't finish that one. (request id {request_id})")
+}
+
+/// After a restart: turns that were running were interrupted. Retry each once more; report a
+/// turn that has used up its attempts as failed in its chat. Returns (requeued, failed).
+pub fn recover_interrupted(conn: &Connection) -> StoreResult<(usize, usize)> {
+    let mut stmt = conn.prepare(
+        "SELECT t.id, t.chat_id, t.request_id, t.attempts, c.is_group FROM turns t
+         JOIN chats c ON c.id = t.chat_id WHERE t.status = 'running'",
+    )?;
+    let running = stmt
+        .query_map([], |r| {
+            Ok(TurnWork {
+                turn_id: r.get(0)?,
+                chat_id: r.get(1)?,
+                request_id: r.get(2)?,
+                attempt: r.get(3)?,
+                is_group: r.get(4)?,
+                messages: Vec::new(),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let (mut requeued, mut failed) = (0, 0);
+    for mut work in running {
+        if work.attempt < MAX_TURN_ATTEMPTS {
+            requeue(conn, work.turn_id, "interrupted by a restart")?;
+            requeued += 1;
+        } else {
+            work.messages = turn_messages(conn, work.turn_id)?;
+            fail(conn, &work, "interrupted by a restart too many times")?;
+            failed += 1;
+        }
+    }
+    Ok((requeued, failed))
+}
+
+/// Counts of turns by status, for /health.
+pub fn counts(conn: &Connection) -> StoreResult<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare_cached("SELECT status, COUNT(*) FROM turns GROUP BY status")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

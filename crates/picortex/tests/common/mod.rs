@@ -1,0 +1,227 @@
+//! Shared fixtures for picortex's integration tests: a linq-sim on loopback, a daemon wired to
+//! it (in-process or as a child process), and helpers to text the bot and read its replies back
+//! through the real v3 API.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use linq::webhook::WebhookSecret;
+use picortex::config::Config;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+pub const BOT_LINE: &str = "+12025550100";
+
+pub struct Sim {
+    pub handle: linq_sim::SimHandle,
+    pub api_key: String,
+    pub secret: WebhookSecret,
+    pub http: reqwest::Client,
+}
+
+impl Sim {
+    /// Starts a simulator whose webhooks go to `webhook_url`.
+    pub async fn start(webhook_url: &str) -> Sim {
+        let secret = WebhookSecret::generate();
+        let api_key = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let handle = linq_sim::start(
+            linq_sim::SimConfig {
+                api_key: api_key.clone(),
+                bot_line: BOT_LINE.into(),
+                webhook: Some((webhook_url.to_owned(), secret.clone())),
+                lifecycle_delay: Duration::from_millis(20),
+                ..linq_sim::SimConfig::default()
+            },
+            listener,
+        )
+        .await
+        .unwrap();
+        Sim {
+            handle,
+            api_key,
+            secret,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.handle.base_url()
+    }
+
+    /// Texts the bot through the simulator's admin API. Returns (chat_id, message_id).
+    pub async fn text(&self, body: Value) -> (String, String) {
+        let resp = self
+            .http
+            .post(format!("{}/sim/inbound", self.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap();
+        assert!(status.is_success(), "sim inbound failed: {status} {v}");
+        (
+            v["chat_id"].as_str().unwrap().to_owned(),
+            v["message_id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn dm(&self, from: &str, text: &str) -> (String, String) {
+        self.text(json!({"from": from, "text": text})).await
+    }
+
+    pub async fn set_faults(&self, faults: Value) {
+        let resp = self
+            .http
+            .put(format!("{}/sim/faults", self.url()))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "set faults: {}", resp.status());
+    }
+
+    /// Every message of a chat, through the real `GET /v3/chats/{id}/messages` (all pages).
+    pub async fn messages(&self, chat_id: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut req = self
+                .http
+                .get(format!("{}/v3/chats/{chat_id}/messages", self.url()))
+                .bearer_auth(&self.api_key)
+                .query(&[("limit", "100")]);
+            if let Some(c) = &cursor {
+                req = req.query(&[("cursor", c.as_str())]);
+            }
+            let resp = req.send().await.unwrap();
+            assert!(
+                resp.status().is_success(),
+                "list messages: {}",
+                resp.status()
+            );
+            let v: Value = resp.json().await.unwrap();
+            out.extend(v["messages"].as_array().cloned().unwrap_or_default());
+            match v["next_cursor"].as_str() {
+                Some(c) if !c.is_empty() => cursor = Some(c.to_owned()),
+                _ => break,
+            }
+        }
+        out
+    }
+
+    /// The bot's messages in a chat.
+    pub async fn bot_messages(&self, chat_id: &str) -> Vec<Value> {
+        self.messages(chat_id)
+            .await
+            .into_iter()
+            .filter(|m| m["is_from_me"].as_bool() == Some(true))
+            .collect()
+    }
+}
+
+pub fn text_of(message: &Value) -> String {
+    message["parts"]
+        .as_array()
+        .map(|parts| {
+            parts
+                .iter()
+                .filter_map(|p| p["value"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+pub fn reply_to_of(message: &Value) -> Option<String> {
+    message["reply_to"]["message_id"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// A daemon configuration pointing at `sim`, with its database under `data_dir`.
+pub fn daemon_config(sim: &Sim, data_dir: &Path) -> Config {
+    let mut config = Config {
+        data_dir: data_dir.to_owned(),
+        port: 0,
+        ..Config::default()
+    };
+    config.linq.api_key = sim.api_key.clone();
+    config.linq.base_url = sim.url();
+    config.linq.webhook_secret = sim.secret.as_str().to_owned();
+    config.linq.phone = Some(BOT_LINE.into());
+    config.outbox.backoff_base_ms = 50;
+    config.outbox.backoff_max_ms = 1000;
+    config.outbox.max_attempts = 50;
+    config
+}
+
+/// The simulator and an in-process daemon, wired together.
+pub struct Stack {
+    pub sim: Sim,
+    pub daemon: picortex::daemon::DaemonHandle,
+    pub data: tempfile::TempDir,
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Stack {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sim = Sim::start(&format!("http://{addr}/api/linq/inbound")).await;
+        let data = tempfile::tempdir().unwrap();
+        let mut config = daemon_config(&sim, data.path());
+        tweak(&mut config);
+        let daemon = picortex::daemon::start(config, listener).await.unwrap();
+        Stack { sim, daemon, data }
+    }
+
+    pub fn inbound_url(&self) -> String {
+        format!("{}/api/linq/inbound", self.daemon.base_url())
+    }
+}
+
+/// Polls `check` until it returns Some or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// HTTP headers as (name, value) pairs.
+pub type Headers = Vec<(String, String)>;
+
+/// Signs `body` as Linq would and returns the Standard Webhooks headers.
+pub fn signed_headers(secret: &WebhookSecret, id: &str, ts: i64, body: &[u8]) -> Headers {
+    vec![
+        ("webhook-id".into(), id.into()),
+        ("webhook-timestamp".into(), ts.to_string()),
+        (
+            "webhook-signature".into(),
+            linq::webhook::sign(secret, id, ts, body),
+        ),
+        ("content-type".into(), "application/json".into()),
+    ]
+}
+
+pub fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+pub fn picortex_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_picortex"))
+}

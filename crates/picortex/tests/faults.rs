@@ -1,0 +1,182 @@
+//! Nothing lost, nothing doubled: with the simulator failing 30% of API calls, and with the
+//! daemon SIGKILLed at random moments during a burst, every inbound message is answered by
+//! exactly one reply.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+/// Checks, chat by chat, that every sent text is echoed exactly once across the bot's replies.
+async fn assert_each_answered_once(sim: &Sim, sent: &HashMap<String, Vec<String>>) {
+    for (chat_id, texts) in sent {
+        let replies = sim.bot_messages(chat_id).await;
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for reply in &replies {
+            for line in text_of(reply).lines() {
+                *seen.entry(line.to_owned()).or_default() += 1;
+            }
+        }
+        for text in texts {
+            let n = seen.get(&format!("echo: {text}")).copied().unwrap_or(0);
+            assert_eq!(
+                n, 1,
+                "chat {chat_id}: {text:?} answered {n} times; replies: {replies:#?}"
+            );
+        }
+        assert_eq!(
+            seen.values().sum::<usize>(),
+            texts.len(),
+            "chat {chat_id}: no reply line answers nothing"
+        );
+    }
+}
+
+async fn outbox_settled(store: &picortex::store::Store, expected_messages: i64) -> bool {
+    store
+        .read(move |c| {
+            let answered: i64 = c.query_row(
+                "SELECT COUNT(*) FROM turn_messages tm JOIN turns t ON t.id = tm.turn_id
+                 JOIN outbox o ON o.turn_id = t.id WHERE o.status NOT IN ('pending', 'failed')",
+                [],
+                |r| r.get(0),
+            )?;
+            let pending: i64 = c.query_row(
+                "SELECT COUNT(*) FROM outbox WHERE status = 'pending'",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(answered == expected_messages && pending == 0)
+        })
+        .await
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn thirty_percent_server_errors_still_one_reply_each() {
+    let stack = Stack::start().await;
+    stack.sim.set_faults(json!({"error_rate": 0.3})).await;
+    let mut sent: HashMap<String, Vec<String>> = HashMap::new();
+    let mut total = 0;
+    for round in 0..5 {
+        for chat in 0..8 {
+            let text = format!("chat {chat} round {round}");
+            let (chat_id, _) = stack.sim.dm(&format!("+1555300{chat:04}"), &text).await;
+            sent.entry(chat_id).or_default().push(text);
+            total += 1;
+        }
+    }
+    let store = stack.daemon.store.clone();
+    eventually(Duration::from_secs(60), "every message answered", || {
+        let store = store.clone();
+        async move { outbox_settled(&store, total).await.then_some(()) }
+    })
+    .await;
+    stack.sim.set_faults(json!({"error_rate": 0.0})).await;
+    assert_each_answered_once(&stack.sim, &sent).await;
+    let retries = stack
+        .daemon
+        .metrics
+        .delivery_retries
+        .load(std::sync::atomic::Ordering::Relaxed);
+    println!("outbox-level retries: {retries}");
+}
+
+struct Child {
+    child: tokio::process::Child,
+}
+
+fn spawn_daemon(config_path: &std::path::Path) -> Child {
+    let child = tokio::process::Command::new(picortex_bin())
+        .arg("serve")
+        .arg("--config")
+        .arg(config_path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn picortex serve");
+    Child { child }
+}
+
+impl Child {
+    async fn sigkill(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.child.wait().await;
+    }
+}
+
+#[tokio::test]
+async fn sigkill_during_a_burst_loses_nothing_and_doubles_nothing() {
+    // A port for the daemon that stays the same across restarts.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let sim = Sim::start(&format!("http://127.0.0.1:{port}/api/linq/inbound")).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut config = daemon_config(&sim, data.path());
+    config.port = port;
+    let config_path = data.path().join("picortex.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "port = {port}\ndata_dir = {:?}\n[linq]\napi_key = {:?}\nbase_url = {:?}\nwebhook_secret = {:?}\nphone = {:?}\n[outbox]\nbackoff_base_ms = 50\nbackoff_max_ms = 1000\nmax_attempts = 50\n",
+            data.path().display().to_string(),
+            config.linq.api_key,
+            config.linq.base_url,
+            config.linq.webhook_secret,
+            BOT_LINE,
+        ),
+    )
+    .unwrap();
+
+    let mut daemon = spawn_daemon(&config_path);
+    let mut sent: HashMap<String, Vec<String>> = HashMap::new();
+    let mut kills = 0;
+    for i in 0..200 {
+        let chat = i % 10;
+        let text = format!("burst {i} to chat {chat}");
+        let (chat_id, _) = sim.dm(&format!("+1555400{chat:04}"), &text).await;
+        sent.entry(chat_id).or_default().push(text);
+        // Kill at irregular moments: every 23rd to 37th message.
+        if i % 31 == 17 || i % 47 == 30 {
+            tokio::time::sleep(Duration::from_millis((i % 7) as u64 * 15)).await;
+            daemon.sigkill().await;
+            kills += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            daemon = spawn_daemon(&config_path);
+        }
+    }
+    assert!(kills >= 4, "the test killed the daemon {kills} times");
+
+    // Wait for the daemon to answer everything (read the store read-only from here).
+    let db = data.path().join("picortex.db");
+    eventually(
+        Duration::from_secs(120),
+        "all 200 messages answered",
+        || {
+            let db = db.clone();
+            async move {
+                let store = picortex::store::Store::open(&db).ok()?;
+                outbox_settled(&store, 200).await.then_some(())
+            }
+        },
+    )
+    .await;
+    assert_each_answered_once(&sim, &sent).await;
+    daemon.sigkill().await;
+    println!("killed the daemon {kills} times during the burst");
+}
