@@ -62,7 +62,8 @@ CREATE TABLE turns (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     chat_id     TEXT NOT NULL REFERENCES chats(id),
     status      TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
-    attempts    INTEGER NOT NULL DEFAULT 0,
+    attempts    INTEGER NOT NULL DEFAULT 0,   -- starts that ended in an agent failure or ran now
+    restarts    INTEGER NOT NULL DEFAULT 0,   -- times a daemon restart interrupted it
     request_id  TEXT NOT NULL,
     created_at  INTEGER NOT NULL,
     started_at  INTEGER,
@@ -94,6 +95,7 @@ CREATE TABLE outbox (
     updated_at        INTEGER NOT NULL
 );
 CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+CREATE INDEX outbox_by_chat ON outbox(chat_id, status, id);
 
 CREATE TABLE chat_config (
     chat_id        TEXT PRIMARY KEY REFERENCES chats(id),

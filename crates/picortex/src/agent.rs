@@ -15,6 +15,8 @@ pub struct TurnRequest {
     pub request_id: String,
     /// The messages this turn answers, oldest first, with their senders.
     pub messages: Vec<PromptMessage>,
+    /// The chat's other participants (not the bot).
+    pub participants: Vec<String>,
 }
 
 impl TurnRequest {
@@ -54,6 +56,9 @@ pub enum AgentError {
     /// Trying again would fail the same way.
     #[error("agent failed: {0}")]
     Permanent(String),
+    /// The turn ran past the configured timeout and was interrupted.
+    #[error("timed out after {} s", .0.as_secs())]
+    TimedOut(std::time::Duration),
 }
 
 /// An agent backend.
@@ -61,6 +66,10 @@ pub trait Agent: Send + Sync {
     /// A short name for logs and /health.
     fn name(&self) -> &'static str;
     fn run_turn(&self, request: TurnRequest) -> BoxFuture<'_, Result<TurnReply, AgentError>>;
+    /// Stops the turn's agent work (the turn timed out). Backends without one do nothing.
+    fn interrupt(&self, _request: &TurnRequest) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Answers every message with "echo: <text>". Several folded messages give one line each.
@@ -104,6 +113,7 @@ mod tests {
             is_group: false,
             request_id: "r".into(),
             messages: vec![msg("+1", "a"), msg("+1", "b $(rm -rf /)")],
+            participants: vec!["+1".into()],
         };
         assert_eq!(req.prompt(), "a\nb $(rm -rf /)");
         let reply = EchoAgent.run_turn(req).await.unwrap();
@@ -118,6 +128,7 @@ mod tests {
             is_group: true,
             request_id: "r".into(),
             messages: vec![msg("+1", "hi"), msg("+2", "yo")],
+            participants: vec!["+1".into(), "+2".into()],
         };
         assert_eq!(req.prompt(), "+1: hi\n+2: yo");
     }

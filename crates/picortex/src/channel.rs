@@ -39,6 +39,8 @@ pub trait Channel: Send + Sync {
         message: &'a OutgoingMessage,
         idempotency_key: &'a str,
     ) -> BoxFuture<'a, Result<Accepted, ChannelError>>;
+    /// Shows (or hides) the bot's typing indicator where the channel supports it.
+    fn typing<'a>(&'a self, chat_id: &'a str, on: bool) -> BoxFuture<'a, Result<(), ChannelError>>;
 }
 
 /// Linq Partner API v3.
@@ -81,6 +83,21 @@ impl Channel for LinqChannel {
                 Err(e) => Err(classify(e)),
             }
         })
+    }
+
+    fn typing<'a>(&'a self, chat_id: &'a str, on: bool) -> BoxFuture<'a, Result<(), ChannelError>> {
+        Box::pin(self.set_typing(chat_id, on))
+    }
+}
+
+impl LinqChannel {
+    async fn set_typing(&self, chat_id: &str, on: bool) -> Result<(), ChannelError> {
+        let result = if on {
+            self.client.start_typing(chat_id).await
+        } else {
+            self.client.stop_typing(chat_id).await
+        };
+        result.map_err(classify)
     }
 }
 

@@ -3,7 +3,6 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -67,6 +66,8 @@ pub struct Config {
     /// The bot's name, as people address it.
     pub bot_name: String,
     pub agent: AgentKind,
+    /// How the runner starts each agent kind.
+    pub agents: AgentsConfig,
     pub linq: LinqConfig,
     pub turns: TurnsConfig,
     pub outbox: OutboxConfig,
@@ -82,6 +83,45 @@ pub struct LinqConfig {
     pub webhook_secret: String,
     /// The bot's line (E.164).
     pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentsConfig {
+    /// The `picortex-runner` binary (default: next to the `picortex` binary).
+    pub runner_bin: Option<PathBuf>,
+    /// A runner with no turn for this long exits; the next turn starts it again.
+    pub idle_timeout_secs: u64,
+    /// Claude Code's CLI (`PICORTEX_CLAUDE_BIN`).
+    pub claude_bin: PathBuf,
+    /// `--permission-mode` for Claude Code.
+    pub claude_permission_mode: Option<String>,
+    /// `--allowedTools` for Claude Code.
+    pub claude_allowed_tools: Vec<String>,
+    /// A Claude Code stream silent this long fails the turn.
+    pub watchdog_secs: u64,
+    /// The `command` agent: the program and its arguments (the prompt goes to its stdin).
+    pub command: Vec<String>,
+    /// The model API the agents use (`ANTHROPIC_BASE_URL`; unset: the CLI's default).
+    pub anthropic_base_url: Option<String>,
+    /// `ANTHROPIC_API_KEY` handed to the agent until the model gateway holds it.
+    pub anthropic_api_key: Option<String>,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            runner_bin: None,
+            idle_timeout_secs: 900,
+            claude_bin: PathBuf::from("claude"),
+            claude_permission_mode: Some("acceptEdits".into()),
+            claude_allowed_tools: Vec::new(),
+            watchdog_secs: 180,
+            command: Vec::new(),
+            anthropic_base_url: None,
+            anthropic_api_key: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,6 +157,7 @@ impl Default for Config {
             owner: None,
             bot_name: "pi".into(),
             agent: AgentKind::Echo,
+            agents: AgentsConfig::default(),
             linq: LinqConfig::default(),
             turns: TurnsConfig::default(),
             outbox: OutboxConfig::default(),
@@ -164,10 +205,13 @@ pub const ENV_KEYS: &[&str] = &[
     "PICORTEX_OWNER",
     "PICORTEX_BOT_NAME",
     "PICORTEX_AGENT",
+    "PICORTEX_CLAUDE_BIN",
     "LINQ_API_KEY",
     "LINQ_BASE_URL",
     "LINQ_WEBHOOK_SECRET",
     "LINQ_PHONE",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
 ];
 
 impl Config {
@@ -228,6 +272,15 @@ impl Config {
                 message,
             })?;
         }
+        if let Some(v) = get("PICORTEX_CLAUDE_BIN") {
+            self.agents.claude_bin = v.into();
+        }
+        if let Some(v) = get("ANTHROPIC_API_KEY") {
+            self.agents.anthropic_api_key = Some(v);
+        }
+        if let Some(v) = get("ANTHROPIC_BASE_URL") {
+            self.agents.anthropic_base_url = Some(v);
+        }
         if let Some(v) = get("LINQ_API_KEY") {
             self.linq.api_key = v;
         }
@@ -255,6 +308,11 @@ impl Config {
                 "linq.webhook_secret is not usable ({e}): set LINQ_WEBHOOK_SECRET to the whsec_… secret of your webhook subscription"
             )));
         }
+        if self.agent == AgentKind::Command && self.agents.command.is_empty() {
+            return Err(ConfigError::Invalid(
+                "agent = \"command\" needs agents.command = [\"program\", \"arg\", …]".into(),
+            ));
+        }
         if self.turns.max_concurrent == 0 {
             return Err(ConfigError::Invalid(
                 "turns.max_concurrent must be at least 1".into(),
@@ -270,10 +328,6 @@ impl Config {
 
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("picortex.db")
-    }
-
-    pub fn turn_timeout(&self) -> Duration {
-        Duration::from_secs(self.turns.timeout_secs)
     }
 }
 

@@ -15,6 +15,7 @@ use crate::channel::{Channel, LinqChannel};
 use crate::config::{AgentKind, Config};
 use crate::ingest::IngestConfig;
 use crate::metrics::Metrics;
+use crate::runner_agent::RunnerAgent;
 use crate::scheduler::Scheduler;
 use crate::sender::Sender;
 use crate::server::{AppState, TokenBucket, router};
@@ -69,9 +70,9 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Daem
     let channel: Arc<dyn Channel> = Arc::new(LinqChannel::new(client, config.linq.phone.clone()));
     let agent: Arc<dyn Agent> = match config.agent {
         AgentKind::Echo => Arc::new(EchoAgent),
-        other => anyhow::bail!(
-            "agent {other:?} is not available in this build yet; set PICORTEX_AGENT=echo"
-        ),
+        AgentKind::ClaudeCode | AgentKind::Command => {
+            Arc::new(RunnerAgent::from_config(&config).context("configuring the agent runner")?)
+        }
     };
     let metrics = Arc::new(Metrics::default());
     let turns_wake = Arc::new(Notify::new());
@@ -81,8 +82,8 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Daem
     let scheduler = Scheduler::new(
         store.clone(),
         agent.clone(),
-        config.turns.max_concurrent,
-        config.turn_timeout(),
+        channel.clone(),
+        &config.turns,
         metrics.clone(),
         turns_wake.clone(),
         outbox_wake.clone(),

@@ -11,16 +11,21 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::agent::{Agent, AgentError, TurnRequest};
+use crate::channel::Channel;
+use crate::config::TurnsConfig;
 use crate::metrics::Metrics;
 use crate::store::outbox::OutgoingMessage;
 use crate::store::turns::{self, MAX_TURN_ATTEMPTS, TurnWork};
 use crate::store::{Store, StoreResult};
 
 const IDLE_POLL: Duration = Duration::from_secs(5);
+/// iMessage drops a typing indicator after a while; refresh it this often during a turn.
+const TYPING_REFRESH: Duration = Duration::from_secs(20);
 
 pub struct Scheduler {
     store: Store,
     agent: Arc<dyn Agent>,
+    channel: Arc<dyn Channel>,
     max_concurrent: usize,
     timeout: Duration,
     metrics: Arc<Metrics>,
@@ -35,8 +40,8 @@ impl Scheduler {
     pub fn new(
         store: Store,
         agent: Arc<dyn Agent>,
-        max_concurrent: usize,
-        timeout: Duration,
+        channel: Arc<dyn Channel>,
+        limits: &TurnsConfig,
         metrics: Arc<Metrics>,
         wake: Arc<Notify>,
         outbox_wake: Arc<Notify>,
@@ -44,8 +49,9 @@ impl Scheduler {
         Arc::new(Self {
             store,
             agent,
-            max_concurrent,
-            timeout,
+            channel,
+            max_concurrent: limits.max_concurrent,
+            timeout: Duration::from_secs(limits.timeout_secs),
             metrics,
             wake,
             outbox_wake,
@@ -98,6 +104,28 @@ impl Scheduler {
         }
     }
 
+    /// Turns the chat's typing indicator on until the returned sender fires (or is dropped).
+    fn show_typing(&self, chat_id: &str) -> tokio::sync::oneshot::Sender<()> {
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let channel = self.channel.clone();
+        let chat_id = chat_id.to_owned();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = channel.typing(&chat_id, true).await {
+                    tracing::debug!(error = %e, "typing indicator not shown");
+                }
+                tokio::select! {
+                    _ = &mut stop_rx => break,
+                    _ = tokio::time::sleep(TYPING_REFRESH) => {}
+                }
+            }
+            if let Err(e) = channel.typing(&chat_id, false).await {
+                tracing::debug!(error = %e, "typing indicator not cleared");
+            }
+        });
+        stop_tx
+    }
+
     async fn run_turn(&self, work: TurnWork) {
         Metrics::inc(&self.metrics.turns_started);
         let started = std::time::Instant::now();
@@ -113,14 +141,21 @@ impl Scheduler {
             is_group: work.is_group,
             request_id: work.request_id.clone(),
             messages: work.messages.clone(),
+            participants: work.participants.clone(),
         };
-        let outcome = match tokio::time::timeout(self.timeout, self.agent.run_turn(request)).await {
-            Ok(result) => result,
-            Err(_) => Err(AgentError::Permanent(format!(
-                "timed out after {} s",
-                self.timeout.as_secs()
-            ))),
-        };
+        // Linq refuses typing indicators in groups, so only DMs get one.
+        let typing = (!work.is_group).then(|| self.show_typing(&work.chat_id));
+        let outcome =
+            match tokio::time::timeout(self.timeout, self.agent.run_turn(request.clone())).await {
+                Ok(result) => result,
+                Err(_) => {
+                    self.agent.interrupt(&request).await;
+                    Err(AgentError::TimedOut(self.timeout))
+                }
+            };
+        if let Some(stop) = typing {
+            let _ = stop.send(());
+        }
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let write: StoreResult<&'static str> = match outcome {
             Ok(reply) => {
@@ -144,9 +179,17 @@ impl Scheduler {
             }
             Err(e) => {
                 let error = e.to_string();
+                let notice = match &e {
+                    AgentError::TimedOut(limit) => format!(
+                        "That was taking longer than {} so I stopped. Try a smaller ask? (request id {})",
+                        human_duration(*limit),
+                        work.request_id
+                    ),
+                    _ => turns::failure_notice(&work.request_id),
+                };
                 let w = work.clone();
                 self.store
-                    .write(move |c| turns::fail(c, &w, &error))
+                    .write(move |c| turns::fail(c, &w, &error, &notice))
                     .await
                     .map(|_| "failed")
             }
@@ -164,5 +207,14 @@ impl Scheduler {
             // The turn stays `running` in the store; the next start recovers it.
             Err(e) => tracing::error!(error = %e, "could not record a turn's outcome"),
         }
+    }
+}
+
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 120 && secs.is_multiple_of(60) {
+        format!("{} minutes", secs / 60)
+    } else {
+        format!("{secs} seconds")
     }
 }

@@ -88,6 +88,30 @@ async fn thirty_percent_server_errors_still_one_reply_each() {
     println!("outbox-level retries: {retries}");
 }
 
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Writes a TOML config for a daemon child process; `extra` is appended verbatim.
+fn write_config(sim: &Sim, data: &std::path::Path, port: u16, extra: &str) -> std::path::PathBuf {
+    let config = daemon_config(sim, data);
+    let path = data.join("picortex.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "port = {port}\ndata_dir = {:?}\n{extra}\n[linq]\napi_key = {:?}\nbase_url = {:?}\nwebhook_secret = {:?}\nphone = {:?}\n[outbox]\nbackoff_base_ms = 50\nbackoff_max_ms = 1000\nmax_attempts = 50\n",
+            data.display().to_string(),
+            config.linq.api_key,
+            config.linq.base_url,
+            config.linq.webhook_secret,
+            BOT_LINE,
+        ),
+    )
+    .unwrap();
+    path
+}
+
 struct Child {
     child: tokio::process::Child,
 }
@@ -121,27 +145,10 @@ impl Child {
 #[tokio::test]
 async fn sigkill_during_a_burst_loses_nothing_and_doubles_nothing() {
     // A port for the daemon that stays the same across restarts.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let sim = Sim::start(&format!("http://127.0.0.1:{port}/api/linq/inbound")).await;
     let data = tempfile::tempdir().unwrap();
-    let mut config = daemon_config(&sim, data.path());
-    config.port = port;
-    let config_path = data.path().join("picortex.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "port = {port}\ndata_dir = {:?}\n[linq]\napi_key = {:?}\nbase_url = {:?}\nwebhook_secret = {:?}\nphone = {:?}\n[outbox]\nbackoff_base_ms = 50\nbackoff_max_ms = 1000\nmax_attempts = 50\n",
-            data.path().display().to_string(),
-            config.linq.api_key,
-            config.linq.base_url,
-            config.linq.webhook_secret,
-            BOT_LINE,
-        ),
-    )
-    .unwrap();
+    let config_path = write_config(&sim, data.path(), port, "");
 
     let mut daemon = spawn_daemon(&config_path);
     let mut sent: HashMap<String, Vec<String>> = HashMap::new();
@@ -179,4 +186,47 @@ async fn sigkill_during_a_burst_loses_nothing_and_doubles_nothing() {
     assert_each_answered_once(&sim, &sent).await;
     daemon.sigkill().await;
     println!("killed the daemon {kills} times during the burst");
+}
+
+#[tokio::test]
+async fn daemon_sigkilled_mid_turn_collects_the_runners_result_once() {
+    if !have_tmux() {
+        return;
+    }
+    let port = free_port();
+    let sim = Sim::start(&format!("http://127.0.0.1:{port}/api/linq/inbound")).await;
+    let data = tempfile::tempdir().unwrap();
+    let root = data.path().join("chats");
+    // The agent takes a while, and logs each run so the test can see it ran once.
+    let extra = format!(
+        "agent = \"command\"\nworkspace_root = {:?}\n[agents]\nrunner_bin = {:?}\ncommand = [\"sh\", \"-c\", \"echo run >> runs.log; sleep 2; cat\"]\n",
+        root.display().to_string(),
+        runner_bin().display().to_string(),
+    );
+    let config_path = write_config(&sim, data.path(), port, &extra);
+    let mut daemon = spawn_daemon(&config_path);
+    let (chat, _) = sim.dm("+15551239999", "do not lose me").await;
+    let home = chat_home(&root, &chat);
+    eventually(Duration::from_secs(30), "the agent to start", || async {
+        home.join("runs.log").exists().then_some(())
+    })
+    .await;
+    daemon.sigkill().await;
+    let mut daemon = spawn_daemon(&config_path);
+    let replies = eventually(Duration::from_secs(30), "the reply", || async {
+        let r = sim.bot_messages(&chat).await;
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(text_of(&replies[0]), "do not lose me");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sim.bot_messages(&chat).await.len(), 1, "exactly one reply");
+    let runs = std::fs::read_to_string(home.join("runs.log")).unwrap();
+    assert_eq!(
+        runs.lines().count(),
+        1,
+        "the agent ran once; the restarted daemon collected its result"
+    );
+    daemon.sigkill().await;
+    kill_tmux_servers(&root);
 }

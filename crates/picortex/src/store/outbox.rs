@@ -87,11 +87,14 @@ pub struct Delivery {
     pub request_id: String,
 }
 
-/// Pending deliveries whose next attempt is due, oldest first.
+/// Deliveries whose next attempt is due, oldest first: only the oldest pending row of each
+/// chat, so a chat's messages (a reply split in parts, consecutive replies) arrive in order.
 pub fn due(conn: &Connection, now: i64, limit: usize) -> StoreResult<Vec<Delivery>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, chat_id, idempotency_key, content_json, attempts, request_id FROM outbox
-         WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
+        "SELECT id, chat_id, idempotency_key, content_json, attempts, request_id FROM outbox o
+         WHERE status = 'pending' AND next_attempt_at <= ?1
+           AND id = (SELECT MIN(p.id) FROM outbox p WHERE p.chat_id = o.chat_id AND p.status = 'pending')
+         ORDER BY next_attempt_at, id LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![now, limit as i64], |r| {
         Ok((

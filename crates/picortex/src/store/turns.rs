@@ -6,8 +6,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{StoreResult, now_ms, outbox};
 
-/// How many times a turn may start before it is reported as failed.
+/// How many times a turn may start before it is reported as failed (a run and one retry).
 pub const MAX_TURN_ATTEMPTS: i64 = 2;
+/// How many daemon restarts may interrupt one turn before it is reported as failed. A restart
+/// does not use up an attempt (the runner keeps the turn going and the daemon reattaches), but
+/// a turn that keeps coinciding with crashes must end somewhere.
+pub const MAX_TURN_RESTARTS: i64 = 5;
 
 /// Adds an inbound message to the chat's queued turn, creating one if none is waiting.
 /// Messages that arrive while a turn runs therefore fold into the next turn.
@@ -59,6 +63,8 @@ pub struct TurnWork {
     pub request_id: String,
     pub attempt: i64,
     pub messages: Vec<PromptMessage>,
+    /// The chat's participants other than the bot.
+    pub participants: Vec<String>,
 }
 
 impl TurnWork {
@@ -92,6 +98,7 @@ pub fn claim_runnable(conn: &Connection, limit: usize) -> StoreResult<Vec<TurnWo
                 attempt: r.get::<_, i64>(3)? + 1,
                 is_group: r.get(4)?,
                 messages: Vec::new(),
+                participants: Vec::new(),
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -102,9 +109,19 @@ pub fn claim_runnable(conn: &Connection, limit: usize) -> StoreResult<Vec<TurnWo
             params![work.turn_id, now],
         )?;
         work.messages = turn_messages(conn, work.turn_id)?;
+        work.participants = participants(conn, &work.chat_id)?;
         claimed.push(work);
     }
     Ok(claimed)
+}
+
+fn participants(conn: &Connection, chat_id: &str) -> StoreResult<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT handle FROM participants WHERE chat_id = ?1 AND is_me = 0 AND left_at IS NULL
+         ORDER BY joined_at, handle",
+    )?;
+    let rows = stmt.query_map([chat_id], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 fn turn_messages(conn: &Connection, turn_id: i64) -> StoreResult<Vec<PromptMessage>> {
@@ -150,8 +167,8 @@ pub fn finish(
     Ok(true)
 }
 
-/// Fails a running turn for good and tells the chat, so the failure is visible.
-pub fn fail(conn: &Connection, work: &TurnWork, error: &str) -> StoreResult<bool> {
+/// Fails a running turn for good and tells the chat (`notice`), so the failure is visible.
+pub fn fail(conn: &Connection, work: &TurnWork, error: &str, notice: &str) -> StoreResult<bool> {
     let now = now_ms();
     let changed = conn.execute(
         "UPDATE turns SET status = 'failed', finished_at = ?2, error = ?3 WHERE id = ?1 AND status = 'running'",
@@ -161,7 +178,7 @@ pub fn fail(conn: &Connection, work: &TurnWork, error: &str) -> StoreResult<bool
         return Ok(false);
     }
     let notice = outbox::OutgoingMessage {
-        text: failure_notice(&work.request_id),
+        text: notice.to_owned(),
         reply_to: work.reply_to().map(str::to_owned),
     };
     outbox::enqueue(
@@ -195,14 +212,22 @@ pub fn failure_notice(request_id: &str) -> String {
     format!("Sorry, I couldn't finish that one. (request id {request_id})")
 }
 
-/// After a restart: turns that were running were interrupted. Retry each once more; report a
-/// turn that has used up its attempts as failed in its chat. Returns (requeued, failed).
+/// After a restart: turns that were running were interrupted by the restart, not by their
+/// agent, so they go back in the queue without using up an attempt (with a runner, the next
+/// claim reattaches to the turn still running there). A turn interrupted by too many restarts
+/// is reported as failed in its chat. Returns (requeued, failed).
 pub fn recover_interrupted(conn: &Connection) -> StoreResult<(usize, usize)> {
+    let requeued = conn.execute(
+        "UPDATE turns SET status = 'queued', attempts = MAX(attempts - 1, 0), restarts = restarts + 1,
+             error = 'interrupted by a restart'
+         WHERE status = 'running' AND restarts + 1 < ?1",
+        [MAX_TURN_RESTARTS],
+    )?;
     let mut stmt = conn.prepare(
         "SELECT t.id, t.chat_id, t.request_id, t.attempts, c.is_group FROM turns t
          JOIN chats c ON c.id = t.chat_id WHERE t.status = 'running'",
     )?;
-    let running = stmt
+    let doomed = stmt
         .query_map([], |r| {
             Ok(TurnWork {
                 turn_id: r.get(0)?,
@@ -211,19 +236,19 @@ pub fn recover_interrupted(conn: &Connection) -> StoreResult<(usize, usize)> {
                 attempt: r.get(3)?,
                 is_group: r.get(4)?,
                 messages: Vec::new(),
+                participants: Vec::new(),
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let (mut requeued, mut failed) = (0, 0);
-    for mut work in running {
-        if work.attempt < MAX_TURN_ATTEMPTS {
-            requeue(conn, work.turn_id, "interrupted by a restart")?;
-            requeued += 1;
-        } else {
-            work.messages = turn_messages(conn, work.turn_id)?;
-            fail(conn, &work, "interrupted by a restart too many times")?;
-            failed += 1;
-        }
+    let failed = doomed.len();
+    for mut work in doomed {
+        work.messages = turn_messages(conn, work.turn_id)?;
+        fail(
+            conn,
+            &work,
+            "interrupted by daemon restarts too many times",
+            &failure_notice(&work.request_id),
+        )?;
     }
     Ok((requeued, failed))
 }

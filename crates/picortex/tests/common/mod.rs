@@ -83,7 +83,8 @@ impl Sim {
         assert!(resp.status().is_success(), "set faults: {}", resp.status());
     }
 
-    /// Every message of a chat, through the real `GET /v3/chats/{id}/messages` (all pages).
+    /// Every message of a chat, oldest first, through the real `GET /v3/chats/{id}/messages`
+    /// (all pages; the API lists newest first).
     pub async fn messages(&self, chat_id: &str) -> Vec<Value> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
@@ -109,6 +110,7 @@ impl Sim {
                 _ => break,
             }
         }
+        out.reverse();
         out
     }
 
@@ -224,4 +226,56 @@ pub fn now_unix() -> i64 {
 
 pub fn picortex_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_picortex"))
+}
+
+/// `picortex-runner` from the same build as the `picortex` binary under test.
+pub fn runner_bin() -> PathBuf {
+    let bin = picortex_bin().with_file_name("picortex-runner");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the workspace (cargo test --workspace builds it)",
+        bin.display()
+    );
+    bin
+}
+
+/// Whether tmux is installed; tests that need it print SKIP and return when it is not.
+pub fn have_tmux() -> bool {
+    let ok = std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        println!("SKIP: tmux is not installed");
+    }
+    ok
+}
+
+/// Configures `config` to run turns through the runner with the `command` agent.
+pub fn use_command_agent(config: &mut Config, workspace_root: &Path, command: &[&str]) {
+    config.agent = picortex::config::AgentKind::Command;
+    config.agents.command = command.iter().map(|s| s.to_string()).collect();
+    config.agents.runner_bin = Some(runner_bin());
+    config.workspace_root = workspace_root.to_owned();
+}
+
+/// The chat's home under `root` (first choice of directory name).
+pub fn chat_home(root: &Path, chat_id: &str) -> PathBuf {
+    root.join(picortex::workspace::chat_dir_name(chat_id))
+}
+
+/// Stops every chat tmux server under `root` (tests clean up after themselves).
+pub fn kill_tmux_servers(root: &Path) {
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for e in entries.flatten() {
+            let sock = e.path().join(".picortex/tmux.sock");
+            if sock.exists() {
+                let _ = std::process::Command::new("tmux")
+                    .arg("-S")
+                    .arg(&sock)
+                    .arg("kill-server")
+                    .output();
+            }
+        }
+    }
 }

@@ -1,0 +1,261 @@
+//! The agent backend that runs turns in the chat's own runner: it makes sure the chat's home,
+//! tmux session and runner exist, hands the turn over the runner's unix socket, and waits for
+//! the durable result. Turn ids make this idempotent: after a daemon restart the same turn is
+//! handed over again and the runner answers with the result it already has (or attaches to the
+//! turn still running), so nothing runs twice.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use picortex_runner::protocol::{Request, Response, TurnResult, TurnSpec, encode};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::UnixStream;
+
+use crate::agent::{Agent, AgentError, TurnReply, TurnRequest};
+use crate::config::{AgentKind, Config};
+use crate::workspace::{RunnerLaunch, Workspaces};
+
+/// How long a freshly started runner gets to open its socket.
+const RUNNER_START_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct RunnerAgent {
+    kind: &'static str,
+    workspaces: Workspaces,
+    launch: RunnerLaunch,
+    bot_name: String,
+    owner: Option<String>,
+}
+
+impl RunnerAgent {
+    pub fn from_config(config: &Config) -> Result<Self, AgentError> {
+        let runner = match &config.agents.runner_bin {
+            Some(p) => p.clone(),
+            None => default_runner_bin()?,
+        };
+        let a = &config.agents;
+        let mut args: Vec<OsString> = vec![
+            "--idle-timeout-secs".into(),
+            a.idle_timeout_secs.to_string().into(),
+        ];
+        let kind = match config.agent {
+            AgentKind::ClaudeCode => {
+                args.extend(["--agent".into(), "claude-code".into()]);
+                args.push("--claude-bin".into());
+                args.push(a.claude_bin.clone().into_os_string());
+                if let Some(mode) = &a.claude_permission_mode {
+                    args.push(format!("--permission-mode={mode}").into());
+                }
+                for tool in &a.claude_allowed_tools {
+                    args.push(format!("--allowed-tool={tool}").into());
+                }
+                args.push(format!("--watchdog-secs={}", a.watchdog_secs).into());
+                args.push("--system-prompt-file".into());
+                args.push(SYSTEM_PROMPT_FILE.into());
+                "claude-code"
+            }
+            AgentKind::Command => {
+                let Some((program, rest)) = a.command.split_first() else {
+                    return Err(AgentError::Permanent(
+                        "agents.command is empty; set it to the program and its arguments".into(),
+                    ));
+                };
+                args.extend(["--agent".into(), "command".into()]);
+                args.push(format!("--command={program}").into());
+                for arg in rest {
+                    args.push(format!("--arg={arg}").into());
+                }
+                "command"
+            }
+            AgentKind::Echo => {
+                return Err(AgentError::Permanent(
+                    "the echo agent runs in the daemon, not in a runner".into(),
+                ));
+            }
+        };
+        let mut env = vec![
+            // Keep the CLI offline except for the model API.
+            (
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".to_owned(),
+                "1".to_owned(),
+            ),
+            ("DISABLE_AUTOUPDATER".to_owned(), "1".to_owned()),
+        ];
+        if let Some(url) = &a.anthropic_base_url {
+            env.push(("ANTHROPIC_BASE_URL".into(), url.clone()));
+        }
+        if let Some(key) = &a.anthropic_api_key {
+            env.push(("ANTHROPIC_API_KEY".into(), key.clone()));
+        }
+        Ok(Self {
+            kind,
+            workspaces: Workspaces::new(&config.workspace_root),
+            launch: RunnerLaunch {
+                program: runner,
+                args,
+                env,
+            },
+            bot_name: config.bot_name.clone(),
+            owner: config.owner.clone(),
+        })
+    }
+
+    async fn run(&self, request: TurnRequest) -> Result<TurnReply, AgentError> {
+        let home = self
+            .workspaces
+            .ensure_home(&request.chat_id)
+            .map_err(|e| AgentError::Retryable(e.to_string()))?;
+        self.write_system_prompt(&home, &request)
+            .map_err(|e| AgentError::Retryable(format!("writing the system prompt: {e}")))?;
+        let mut launch = self.launch.clone();
+        launch.env.push(("HOME".into(), home.display().to_string()));
+        let stream = self.connect(&home, &launch).await?;
+        let spec = TurnSpec {
+            turn_id: request.turn_id,
+            prompt: request.prompt(),
+            senders: request.messages.iter().map(|m| m.sender.clone()).collect(),
+            request_id: request.request_id.clone(),
+        };
+        let result = exchange(stream, &Request::Turn(spec)).await?;
+        if result.ok {
+            Ok(TurnReply { text: result.text })
+        } else if result.retryable {
+            Err(AgentError::Retryable(
+                result.error.unwrap_or_else(|| "agent failed".into()),
+            ))
+        } else {
+            Err(AgentError::Permanent(
+                result.error.unwrap_or_else(|| "agent failed".into()),
+            ))
+        }
+    }
+
+    /// Connects to the chat's runner, starting (or restarting) it when nobody answers.
+    async fn connect(&self, home: &Path, launch: &RunnerLaunch) -> Result<UnixStream, AgentError> {
+        let socket = runner_socket(home);
+        if let Ok(s) = UnixStream::connect(&socket).await {
+            return Ok(s);
+        }
+        self.workspaces
+            .ensure_runner(home, launch)
+            .await
+            .map_err(|e| AgentError::Retryable(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + RUNNER_START_TIMEOUT;
+        loop {
+            match UnixStream::connect(&socket).await {
+                Ok(s) => return Ok(s),
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(AgentError::Retryable(format!(
+                        "the runner did not open {} within {} s: {e}",
+                        socket.display(),
+                        RUNNER_START_TIMEOUT.as_secs()
+                    )));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    fn write_system_prompt(&self, home: &Path, request: &TurnRequest) -> std::io::Result<()> {
+        let others: Vec<&str> = request.participants.iter().map(String::as_str).collect();
+        let who = if request.is_group {
+            format!("a group chat with {}", others.join(", "))
+        } else {
+            format!("a one-to-one chat with {}", others.join(", "))
+        };
+        let owner = self
+            .owner
+            .as_deref()
+            .map(|o| format!(" Your owner is {o}."))
+            .unwrap_or_default();
+        let prompt = format!(
+            "You are {name}, an AI assistant people reach by text message (iMessage/SMS). \
+             This conversation is {who}.{owner} Messages from several people are prefixed with \
+             the sender's handle. Answer as a text message: plain text, short paragraphs, no \
+             markdown headings or tables, no emphasis markers; keep it brief unless asked for \
+             detail. Your working directory is this chat's private workspace; files you write \
+             there stay in it.",
+            name = self.bot_name
+        );
+        let path = home.join(SYSTEM_PROMPT_FILE);
+        if std::fs::read_to_string(&path).is_ok_and(|old| old == prompt) {
+            return Ok(());
+        }
+        std::fs::write(path, prompt)
+    }
+}
+
+/// Relative to the chat's home (the runner's working directory).
+const SYSTEM_PROMPT_FILE: &str = ".picortex/system-prompt.md";
+
+fn runner_socket(home: &Path) -> PathBuf {
+    home.join(".picortex").join("runner.sock")
+}
+
+/// `picortex-runner` next to the running binary (or one level up, for test binaries in
+/// `target/*/deps`).
+fn default_runner_bin() -> Result<PathBuf, AgentError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| AgentError::Permanent(format!("cannot locate picortex's binary: {e}")))?;
+    let candidates = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("picortex-runner"));
+    for candidate in candidates {
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(AgentError::Permanent(
+        "picortex-runner not found next to picortex; set agents.runner_bin".into(),
+    ))
+}
+
+async fn exchange(stream: UnixStream, request: &Request) -> Result<TurnResult, AgentError> {
+    let (read, mut write) = stream.into_split();
+    let line = encode(request).map_err(|e| AgentError::Permanent(e.to_string()))?;
+    write
+        .write_all(&line)
+        .await
+        .map_err(|e| AgentError::Retryable(format!("runner socket: {e}")))?;
+    let mut lines = BufReader::new(read).lines();
+    loop {
+        let line = lines
+            .next_line()
+            .await
+            .map_err(|e| AgentError::Retryable(format!("runner socket: {e}")))?
+            .ok_or_else(|| AgentError::Retryable("the runner went away mid-turn".into()))?;
+        let response: Response = serde_json::from_str(&line)
+            .map_err(|e| AgentError::Retryable(format!("runner sent garbage: {e}")))?;
+        match response {
+            Response::Accepted { .. } | Response::Pong { .. } => continue,
+            Response::Result(result) => return Ok(result),
+            Response::Error { message } => return Err(AgentError::Retryable(message)),
+        }
+    }
+}
+
+impl Agent for RunnerAgent {
+    fn name(&self) -> &'static str {
+        self.kind
+    }
+
+    fn run_turn(&self, request: TurnRequest) -> BoxFuture<'_, Result<TurnReply, AgentError>> {
+        Box::pin(self.run(request))
+    }
+
+    fn interrupt(&self, request: &TurnRequest) -> BoxFuture<'_, ()> {
+        let home = self.workspaces.ensure_home(&request.chat_id);
+        let turn_id = request.turn_id;
+        Box::pin(async move {
+            let Ok(home) = home else { return };
+            if let Ok(mut s) = UnixStream::connect(runner_socket(&home)).await
+                && let Ok(line) = encode(&Request::Interrupt { turn_id })
+            {
+                let _ = s.write_all(&line).await;
+            }
+        })
+    }
+}

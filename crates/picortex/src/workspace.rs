@@ -1,0 +1,313 @@
+//! Chat workspaces: each chat's home directory under the workspace root (named
+//! `chat-<first 8 hex of sha256(chat id)>`, with a suffix on the rare collision), and the chat's
+//! own tmux server (socket `~/.picortex/tmux.sock`, session `picortex`) whose `agent` window runs
+//! picortex-runner and whose `shell` window is there for the owner to take over.
+//!
+//! Everything passed to tmux is a path or configuration; message text never reaches a command
+//! line. (Running each chat as its own Linux user inside a sandbox comes with the isolation
+//! work; it changes who the runner runs as, not this shape.)
+
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+
+/// The tmux session every chat's server holds.
+pub const TMUX_SESSION: &str = "picortex";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error("workspace {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("tmux {action} failed: {detail}")]
+    Tmux {
+        action: &'static str,
+        detail: String,
+    },
+    #[error("no free workspace directory for chat {0} (too many hash collisions)")]
+    NoDirectory(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceError + '_ {
+    move |source| WorkspaceError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// `chat-` and the first 8 hex digits of the chat id's SHA-256.
+pub fn chat_dir_name(chat_id: &str) -> String {
+    let digest = Sha256::digest(chat_id.as_bytes());
+    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("chat-{hex}")
+}
+
+/// How the runner is started in a chat's `agent` window.
+#[derive(Debug, Clone)]
+pub struct RunnerLaunch {
+    pub program: PathBuf,
+    /// Arguments after `--home <home>`: the agent kind and its fixed flags.
+    pub args: Vec<OsString>,
+    /// Environment for the chat's tmux session (and so the runner and the agent).
+    pub env: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Workspaces {
+    root: PathBuf,
+}
+
+impl Workspaces {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The chat's home, created (mode 0700, with `.picortex/`) if it does not exist yet. The
+    /// chat id is recorded inside so a colliding hash gets the next suffix instead of another
+    /// chat's files.
+    pub fn ensure_home(&self, chat_id: &str) -> Result<PathBuf, WorkspaceError> {
+        std::fs::create_dir_all(&self.root).map_err(io_err(&self.root))?;
+        let base = chat_dir_name(chat_id);
+        for n in 0..100u32 {
+            let name = if n == 0 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            };
+            let home = self.root.join(name);
+            let marker = home.join(".picortex").join("chat_id");
+            match std::fs::read_to_string(&marker) {
+                Ok(owner) if owner == chat_id => return Ok(home),
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if home.exists() && home.join(".picortex").exists() {
+                        continue; // Someone else's half-made home: do not adopt it.
+                    }
+                    std::fs::create_dir_all(home.join(".picortex").join("turns"))
+                        .map_err(io_err(&home))?;
+                    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))
+                        .map_err(io_err(&home))?;
+                    std::fs::write(&marker, chat_id).map_err(io_err(&marker))?;
+                    return Ok(home);
+                }
+                Err(e) => return Err(io_err(&marker)(e)),
+            }
+        }
+        Err(WorkspaceError::NoDirectory(chat_id.to_owned()))
+    }
+
+    /// Makes sure the chat's tmux session exists and its `agent` window runs a live runner,
+    /// starting or respawning it as needed.
+    pub async fn ensure_runner(
+        &self,
+        home: &Path,
+        launch: &RunnerLaunch,
+    ) -> Result<(), WorkspaceError> {
+        let tmux = Tmux::for_home(home);
+        let runner_cmd: Vec<OsString> = std::iter::once(launch.program.clone().into_os_string())
+            .chain([OsString::from("--home"), home.as_os_str().to_owned()])
+            .chain(launch.args.iter().cloned())
+            .collect();
+        if !tmux.has_session().await {
+            let mut args: Vec<OsString> = vec![
+                "new-session".into(),
+                "-d".into(),
+                "-s".into(),
+                TMUX_SESSION.into(),
+                "-n".into(),
+                "agent".into(),
+                "-x".into(),
+                "160".into(),
+                "-y".into(),
+                "48".into(),
+                "-c".into(),
+                home.as_os_str().to_owned(),
+            ];
+            for (k, v) in &launch.env {
+                args.push("-e".into());
+                args.push(format!("{k}={v}").into());
+            }
+            args.push("--".into());
+            args.extend(runner_cmd.iter().cloned());
+            tmux.run("new-session", &args).await?;
+            // Keep the transcript on screen when the runner exits (idle), so it can be respawned
+            // in place and the owner still sees the history.
+            tmux.run(
+                "set remain-on-exit",
+                &[
+                    "set-option",
+                    "-w",
+                    "-t",
+                    &format!("{TMUX_SESSION}:agent"),
+                    "remain-on-exit",
+                    "on",
+                ]
+                .map(OsString::from),
+            )
+            .await?;
+            tmux.run(
+                "new-window",
+                &[
+                    OsString::from("new-window"),
+                    "-d".into(),
+                    "-t".into(),
+                    TMUX_SESSION.into(),
+                    "-n".into(),
+                    "shell".into(),
+                    "-c".into(),
+                    home.as_os_str().to_owned(),
+                ],
+            )
+            .await?;
+            return Ok(());
+        }
+        if tmux.agent_pane_dead().await? {
+            let mut args: Vec<OsString> = vec![
+                "respawn-pane".into(),
+                "-k".into(),
+                "-t".into(),
+                format!("{TMUX_SESSION}:agent").into(),
+                "--".into(),
+            ];
+            args.extend(runner_cmd);
+            tmux.run("respawn-pane", &args).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops a chat's tmux server (and with it the runner and agent).
+    pub async fn stop(&self, home: &Path) -> Result<(), WorkspaceError> {
+        let tmux = Tmux::for_home(home);
+        if tmux.has_session().await {
+            tmux.run("kill-server", &[OsString::from("kill-server")])
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A chat's own tmux server.
+pub struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    pub fn for_home(home: &Path) -> Self {
+        Self {
+            socket: home.join(".picortex").join("tmux.sock"),
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    async fn output(&self, args: &[OsString]) -> std::io::Result<std::process::Output> {
+        let child = tokio::process::Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output();
+        match tokio::time::timeout(Duration::from_secs(10), child).await {
+            Ok(out) => out,
+            Err(_) => Err(std::io::Error::other("tmux did not answer within 10 s")),
+        }
+    }
+
+    async fn run(&self, action: &'static str, args: &[OsString]) -> Result<String, WorkspaceError> {
+        let out = self.output(args).await.map_err(|e| WorkspaceError::Tmux {
+            action,
+            detail: e.to_string(),
+        })?;
+        if !out.status.success() {
+            return Err(WorkspaceError::Tmux {
+                action,
+                detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub async fn has_session(&self) -> bool {
+        self.output(&["has-session", "-t", TMUX_SESSION].map(OsString::from))
+            .await
+            .is_ok_and(|o| o.status.success())
+    }
+
+    async fn agent_pane_dead(&self) -> Result<bool, WorkspaceError> {
+        let out = self
+            .run(
+                "list-panes",
+                &[
+                    "list-panes",
+                    "-t",
+                    &format!("{TMUX_SESSION}:agent"),
+                    "-F",
+                    "#{pane_dead}",
+                ]
+                .map(OsString::from),
+            )
+            .await?;
+        Ok(out.trim() == "1")
+    }
+
+    /// The `agent` window's visible text (for tests and the owner's quick look).
+    pub async fn capture_agent(&self) -> Result<String, WorkspaceError> {
+        self.run(
+            "capture-pane",
+            &[
+                "capture-pane",
+                "-p",
+                "-J",
+                "-S",
+                "-2000",
+                "-t",
+                &format!("{TMUX_SESSION}:agent"),
+            ]
+            .map(OsString::from),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_names_are_stable_hashes() {
+        let a = chat_dir_name("8f392755-6865-4b18-880a-227f9d8b458f");
+        assert_eq!(a.len(), "chat-".len() + 8);
+        assert_eq!(a, chat_dir_name("8f392755-6865-4b18-880a-227f9d8b458f"));
+        assert_ne!(a, chat_dir_name("another"));
+        // Path syntax in a chat id cannot leave the root: only the hash is used.
+        assert!(!chat_dir_name("../../etc").contains('/'));
+    }
+
+    #[test]
+    fn homes_are_private_and_collisions_get_a_suffix() {
+        let root = tempfile::tempdir().unwrap();
+        let ws = Workspaces::new(root.path());
+        let home = ws.ensure_home("chat-a").unwrap();
+        let mode = std::fs::metadata(&home).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        assert_eq!(ws.ensure_home("chat-a").unwrap(), home);
+        // Simulate another chat already owning this hash's directory.
+        std::fs::write(home.join(".picortex/chat_id"), "someone-else").unwrap();
+        let second = ws.ensure_home("chat-a").unwrap();
+        assert_eq!(
+            second,
+            root.path().join(format!("{}-1", chat_dir_name("chat-a")))
+        );
+    }
+}

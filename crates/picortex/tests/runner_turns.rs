@@ -1,0 +1,201 @@
+//! Turns through the chat's own runner in its own tmux session (real tmux, real runner
+//! process), with the `command` agent standing in for Claude Code: files land in the chat's
+//! workspace, chats stay apart, text reaches the agent byte-exact, messages sent mid-turn fold
+//! into one next turn, a killed runner is retried once, a turn that runs too long is stopped
+//! and the chat is told.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Cleanup(std::path::PathBuf);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        kill_tmux_servers(&self.0);
+    }
+}
+
+async fn reply_texts(sim: &Sim, chat_id: &str, n: usize) -> Vec<String> {
+    eventually(WAIT, &format!("{n} replies"), || async {
+        let r = sim.bot_messages(chat_id).await;
+        (r.len() >= n).then(|| r.iter().map(text_of).collect::<Vec<_>>())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn files_land_in_the_chats_workspace_and_text_arrives_byte_exact() {
+    if !have_tmux() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(root.path().to_owned());
+    let stack = Stack::start_with(|c| {
+        use_command_agent(c, root.path(), &["sh", "-c", "cat > note.txt; echo saved"])
+    })
+    .await;
+    let nasty =
+        "it's \"quoted\" $(touch /tmp/picortex-pwned) `id`; rm -rf ~ | x\n\\ \u{1b}[31mred 🙂";
+    let (a, a_msg) = stack.sim.dm("+15551230001", nasty).await;
+    let (b, _) = stack.sim.dm("+15551230002", "chat b's secret").await;
+    let replies_a = reply_texts(&stack.sim, &a, 1).await;
+    assert_eq!(replies_a, vec!["saved"]);
+    reply_texts(&stack.sim, &b, 1).await;
+    let reply = stack.sim.bot_messages(&a).await.remove(0);
+    assert_eq!(reply_to_of(&reply).as_deref(), Some(a_msg.as_str()));
+
+    let home_a = chat_home(root.path(), &a);
+    let home_b = chat_home(root.path(), &b);
+    assert_eq!(
+        std::fs::read_to_string(home_a.join("note.txt")).unwrap(),
+        nasty
+    );
+    assert_eq!(
+        std::fs::read_to_string(home_b.join("note.txt")).unwrap(),
+        "chat b's secret"
+    );
+    assert!(!std::path::Path::new("/tmp/picortex-pwned").exists());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&home_a).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+
+    // The chat's tmux session shows the turn's transcript in its agent window.
+    let tmux = picortex::workspace::Tmux::for_home(&home_a);
+    let screen = tmux.capture_agent().await.unwrap();
+    assert!(screen.contains("turn 1"), "{screen}");
+    assert!(screen.contains("saved"), "{screen}");
+    assert!(
+        !screen.contains('\u{1b}'),
+        "escape sequences from the chat are neutralised"
+    );
+}
+
+#[tokio::test]
+async fn messages_sent_during_a_turn_fold_into_one_next_turn() {
+    if !have_tmux() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(root.path().to_owned());
+    let stack =
+        Stack::start_with(|c| use_command_agent(c, root.path(), &["sh", "-c", "sleep 1.5; cat"]))
+            .await;
+    let (chat, _) = stack.sim.dm("+15551230003", "first").await;
+    // Wait until the first turn is running, then send three more.
+    let store = stack.daemon.store.clone();
+    eventually(WAIT, "first turn running", || {
+        let store = store.clone();
+        async move {
+            let n: i64 = store
+                .read(|c| {
+                    Ok(c.query_row(
+                        "SELECT COUNT(*) FROM turns WHERE status = 'running'",
+                        [],
+                        |r| r.get(0),
+                    )?)
+                })
+                .await
+                .ok()?;
+            (n == 1).then_some(())
+        }
+    })
+    .await;
+    for text in ["second", "third", "fourth"] {
+        stack
+            .sim
+            .text(json!({"from": "+15551230003", "chat_id": chat, "text": text}))
+            .await;
+    }
+    let replies = reply_texts(&stack.sim, &chat, 2).await;
+    assert_eq!(
+        replies,
+        vec!["first".to_string(), "second\nthird\nfourth".to_string()]
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        stack.sim.bot_messages(&chat).await.len(),
+        2,
+        "no third reply"
+    );
+}
+
+#[tokio::test]
+async fn a_runner_killed_mid_turn_is_retried_once_and_answers_once() {
+    if !have_tmux() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(root.path().to_owned());
+    // The first run hangs (and gets its runner killed); the retry answers.
+    let script =
+        "echo run >> runs.log; if [ -f .tried ]; then cat; else touch .tried; sleep 60; fi";
+    let stack =
+        Stack::start_with(|c| use_command_agent(c, root.path(), &["sh", "-c", script])).await;
+    let (chat, _) = stack.sim.dm("+15551230004", "please survive").await;
+    let home = chat_home(root.path(), &chat);
+    eventually(WAIT, "the first run to start", || async {
+        home.join(".tried").exists().then_some(())
+    })
+    .await;
+    let tmux = picortex::workspace::Tmux::for_home(&home);
+    let out = std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(tmux.socket())
+        .args(["list-panes", "-t", "picortex:agent", "-F", "#{pane_pid}"])
+        .output()
+        .unwrap();
+    let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    let replies = reply_texts(&stack.sim, &chat, 1).await;
+    assert_eq!(replies, vec!["please survive"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stack.sim.bot_messages(&chat).await.len(), 1);
+    let runs = std::fs::read_to_string(home.join("runs.log")).unwrap();
+    assert_eq!(runs.lines().count(), 2, "one run and one retry");
+}
+
+#[tokio::test]
+async fn a_turn_past_its_timeout_is_stopped_and_the_chat_is_told() {
+    if !have_tmux() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(root.path().to_owned());
+    let stack = Stack::start_with(|c| {
+        use_command_agent(c, root.path(), &["sleep", "60"]);
+        c.turns.timeout_secs = 1;
+    })
+    .await;
+    let (chat, _) = stack.sim.dm("+15551230005", "take forever").await;
+    let replies = reply_texts(&stack.sim, &chat, 1).await;
+    assert!(replies[0].contains("longer than 1 seconds"), "{replies:?}");
+    assert!(replies[0].contains("request id"), "{replies:?}");
+    // The runner stopped the command and is free for the next turn.
+    let failed: i64 = stack
+        .daemon
+        .store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM turns WHERE status = 'failed'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed, 1);
+}
