@@ -46,6 +46,8 @@ impl TurnRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TurnReply {
     pub text: String,
+    /// Files to send with the reply (absolute paths beneath the chat's home).
+    pub attachments: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +90,10 @@ impl Agent for EchoAgent {
                 .map(|m| format!("echo: {}", m.text))
                 .collect::<Vec<_>>()
                 .join("\n");
-            Ok(TurnReply { text })
+            Ok(TurnReply {
+                text,
+                attachments: Vec::new(),
+            })
         })
     }
 }

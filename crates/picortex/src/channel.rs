@@ -47,11 +47,21 @@ pub trait Channel: Send + Sync {
 pub struct LinqChannel {
     client: linq::Client,
     our_handle: Option<String>,
+    /// Attachments are only ever read from beneath a chat's home under this root.
+    workspace_root: std::path::PathBuf,
 }
 
 impl LinqChannel {
-    pub fn new(client: linq::Client, our_handle: Option<String>) -> Self {
-        Self { client, our_handle }
+    pub fn new(
+        client: linq::Client,
+        our_handle: Option<String>,
+        workspace_root: std::path::PathBuf,
+    ) -> Self {
+        Self {
+            client,
+            our_handle,
+            workspace_root,
+        }
     }
 }
 
@@ -73,6 +83,12 @@ impl Channel for LinqChannel {
         Box::pin(async move {
             let mut content =
                 linq::types::MessageContent::text(&message.text).idempotency_key(idempotency_key);
+            for path in &message.attachments {
+                let id = self.upload(std::path::Path::new(path)).await?;
+                content = content.part(linq::types::MessagePart::Media(
+                    linq::types::MediaPart::attachment(id),
+                ));
+            }
             if let Some(reply_to) = &message.reply_to {
                 content = content.reply_to(reply_to);
             }
@@ -91,6 +107,33 @@ impl Channel for LinqChannel {
 }
 
 impl LinqChannel {
+    /// Uploads one file through Linq's pre-upload flow and returns its attachment id. The file
+    /// must be beneath the chat's workspace (checked again here, at the point of reading).
+    async fn upload(&self, path: &std::path::Path) -> Result<String, ChannelError> {
+        // The chat's home is the path's ancestor directly under the workspace root.
+        let home = path
+            .ancestors()
+            .find(|a| a.parent() == Some(self.workspace_root.as_path()))
+            .ok_or_else(|| {
+                ChannelError::Permanent(format!(
+                    "attachment {} is not in a chat workspace",
+                    path.display()
+                ))
+            })?;
+        let file = crate::attachments::read_beneath(home, path)
+            .map_err(|e| ChannelError::Permanent(format!("attachment: {e}")))?;
+        let upload = self
+            .client
+            .create_attachment(&file.filename, file.content_type, file.bytes.len() as u64)
+            .await
+            .map_err(classify)?;
+        self.client
+            .upload_attachment(&upload, file.bytes)
+            .await
+            .map_err(classify)?;
+        Ok(upload.attachment_id)
+    }
+
     async fn set_typing(&self, chat_id: &str, on: bool) -> Result<(), ChannelError> {
         let result = if on {
             self.client.start_typing(chat_id).await

@@ -67,7 +67,11 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Daem
         ..linq::ClientConfig::default()
     })
     .context("building the Linq client")?;
-    let channel: Arc<dyn Channel> = Arc::new(LinqChannel::new(client, config.linq.phone.clone()));
+    let channel: Arc<dyn Channel> = Arc::new(LinqChannel::new(
+        client,
+        config.linq.phone.clone(),
+        config.workspace_root.clone(),
+    ));
     let agent: Arc<dyn Agent> = match config.agent {
         AgentKind::Echo => Arc::new(EchoAgent),
         AgentKind::ClaudeCode | AgentKind::Command => {

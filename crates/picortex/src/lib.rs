@@ -3,6 +3,7 @@
 //! outbox sender and the HTTP server. See ARCHITECTURE.md for the path of a message.
 
 pub mod agent;
+pub mod attachments;
 pub mod channel;
 pub mod config;
 pub mod daemon;

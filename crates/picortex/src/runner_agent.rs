@@ -119,7 +119,15 @@ impl RunnerAgent {
         };
         let result = exchange(stream, &Request::Turn(spec)).await?;
         if result.ok {
-            Ok(TurnReply { text: result.text })
+            let attachments = result
+                .attachments
+                .iter()
+                .filter_map(|rel| sent_file(&home, rel))
+                .collect();
+            Ok(TurnReply {
+                text: result.text,
+                attachments,
+            })
         } else if result.retryable {
             Err(AgentError::Retryable(
                 result.error.unwrap_or_else(|| "agent failed".into()),
@@ -188,6 +196,20 @@ impl RunnerAgent {
 
 /// Relative to the chat's home (the runner's working directory).
 const SYSTEM_PROMPT_FILE: &str = ".picortex/system-prompt.md";
+
+/// A reported attachment, accepted only as a plain name under `outbox/sent/`.
+fn sent_file(home: &Path, relative: &str) -> Option<PathBuf> {
+    let name = relative.strip_prefix("outbox/sent/")?;
+    let plain = !name.is_empty() && !name.contains('/') && name != "." && name != "..";
+    if !plain {
+        tracing::warn!(
+            path = relative,
+            "runner reported an attachment outside outbox/sent; ignored"
+        );
+        return None;
+    }
+    Some(home.join("outbox").join("sent").join(name))
+}
 
 fn runner_socket(home: &Path) -> PathBuf {
     home.join(".picortex").join("runner.sock")

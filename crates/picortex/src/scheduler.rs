@@ -162,6 +162,11 @@ impl Scheduler {
                 let message = OutgoingMessage {
                     text: reply.text,
                     reply_to: work.reply_to().map(str::to_owned),
+                    attachments: reply
+                        .attachments
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect(),
                 };
                 let w = work.clone();
                 self.store

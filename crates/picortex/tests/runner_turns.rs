@@ -199,3 +199,45 @@ async fn a_turn_past_its_timeout_is_stopped_and_the_chat_is_told() {
         .unwrap();
     assert_eq!(failed, 1);
 }
+
+#[tokio::test]
+async fn files_the_agent_puts_in_its_outbox_are_sent_as_attachments() {
+    if !have_tmux() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(root.path().to_owned());
+    let script = "mkdir -p outbox; cat > outbox/report.txt; ln -sf /etc/passwd outbox/passwd.txt; echo here you go";
+    let stack =
+        Stack::start_with(|c| use_command_agent(c, root.path(), &["sh", "-c", script])).await;
+    let (chat, _) = stack.sim.dm("+15551230006", "the report body").await;
+    let reply = eventually(WAIT, "the reply", || async {
+        stack.sim.bot_messages(&chat).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(text_of(&reply), "here you go");
+    let parts = reply["parts"].as_array().unwrap();
+    let media: Vec<&serde_json::Value> = parts.iter().filter(|p| p["type"] == "media").collect();
+    assert_eq!(
+        media.len(),
+        1,
+        "only the regular file is attached, not the symlink: {parts:?}"
+    );
+    assert_eq!(media[0]["filename"], "1-report.txt");
+    assert_eq!(media[0]["mime_type"], "text/plain");
+    let home = chat_home(root.path(), &chat);
+    assert!(home.join("outbox/sent/1-report.txt").is_file());
+    assert!(!home.join("outbox/report.txt").exists());
+    // The bytes that reached the simulator are the file's.
+    let body = stack
+        .sim
+        .http
+        .get(media[0]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "the report body");
+}

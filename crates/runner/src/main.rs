@@ -81,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
     };
     serve(
         RunnerConfig {
+            home: args.home.clone(),
             socket: state.join("runner.sock"),
             turns_dir: state.join("turns"),
             idle_timeout: Duration::from_secs(args.idle_timeout_secs),

@@ -75,6 +75,10 @@ pub struct TurnResult {
     #[serde(default)]
     pub usage: Option<serde_json::Value>,
     pub duration_ms: u64,
+    /// Files the agent put in `~/outbox/` during the turn, now under `~/outbox/sent/`, as paths
+    /// relative to the home. The daemon sends them as attachments.
+    #[serde(default)]
+    pub attachments: Vec<String>,
 }
 
 impl TurnResult {
@@ -89,6 +93,7 @@ impl TurnResult {
             cost_usd: None,
             usage: None,
             duration_ms: 0,
+            attachments: Vec::new(),
         }
     }
 
@@ -103,6 +108,7 @@ impl TurnResult {
             cost_usd: None,
             usage: None,
             duration_ms: 0,
+            attachments: Vec::new(),
         }
     }
 }

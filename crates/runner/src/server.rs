@@ -19,6 +19,8 @@ use crate::transcript::Transcript;
 use crate::turn_files::TurnFiles;
 
 pub struct RunnerConfig {
+    /// The chat's home (the agent's working directory).
+    pub home: PathBuf,
     pub socket: PathBuf,
     pub turns_dir: PathBuf,
     pub idle_timeout: Duration,
@@ -69,6 +71,7 @@ pub async fn serve(config: RunnerConfig, backend: Box<dyn Backend>) -> anyhow::R
         work_rx,
         interrupt_rx,
         transcript,
+        config.home.clone(),
     ));
 
     loop {
@@ -111,6 +114,7 @@ async fn worker(
     mut rx: mpsc::UnboundedReceiver<WorkerMsg>,
     mut interrupt: watch::Receiver<Option<i64>>,
     transcript: Arc<Transcript>,
+    home: PathBuf,
 ) {
     while let Some(WorkerMsg::Run(turn, done)) = rx.recv().await {
         touch(&shared);
@@ -144,6 +148,17 @@ async fn worker(
         result.duration_ms = started.elapsed().as_millis() as u64;
         if result.session_id.is_none() {
             result.session_id = backend.session_id();
+        }
+        if result.ok {
+            match crate::outbox_files::collect(&home, turn.turn_id) {
+                Ok(files) => {
+                    for f in &files {
+                        transcript.note(&format!("attaching {f}"));
+                    }
+                    result.attachments = files;
+                }
+                Err(e) => transcript.note(&format!("could not collect ~/outbox files: {e}")),
+            }
         }
         transcript.turn_finished(turn.turn_id, result.ok, result.duration_ms, result.cost_usd);
         if let Err(e) = shared.files.store(&result) {

@@ -12,6 +12,9 @@ pub struct OutgoingMessage {
     pub text: String,
     /// The message this one answers inline, if any.
     pub reply_to: Option<String>,
+    /// Files to attach (absolute paths beneath the chat's home).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
 }
 
 /// Where a delivery stands. Only moves forward (a late `sent` never undoes a `read`).

@@ -180,6 +180,7 @@ pub fn fail(conn: &Connection, work: &TurnWork, error: &str, notice: &str) -> St
     let notice = outbox::OutgoingMessage {
         text: notice.to_owned(),
         reply_to: work.reply_to().map(str::to_owned),
+        attachments: Vec::new(),
     };
     outbox::enqueue(
         conn,

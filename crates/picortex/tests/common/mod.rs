@@ -228,14 +228,28 @@ pub fn picortex_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_picortex"))
 }
 
-/// `picortex-runner` from the same build as the `picortex` binary under test.
+/// `picortex-runner` from the same build as the `picortex` binary under test. It is another
+/// package's binary, which `cargo test -p picortex` would not rebuild, so build it once here.
 pub fn runner_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut cmd = std::process::Command::new(env!("CARGO"));
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "picortex-runner",
+            "--bin",
+            "picortex-runner",
+        ]);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build for picortex-runner");
+        assert!(status.success(), "building picortex-runner failed");
+    });
     let bin = picortex_bin().with_file_name("picortex-runner");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build the workspace (cargo test --workspace builds it)",
-        bin.display()
-    );
+    assert!(bin.is_file(), "{} is missing", bin.display());
     bin
 }
 
