@@ -15,5 +15,6 @@ pub mod runner_agent;
 pub mod scheduler;
 pub mod sender;
 pub mod server;
+pub mod shaping;
 pub mod store;
 pub mod workspace;

@@ -10,10 +10,11 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
-use crate::agent::{Agent, AgentError, TurnRequest};
+use crate::agent::{Agent, AgentError, TurnReply, TurnRequest};
 use crate::channel::Channel;
 use crate::config::TurnsConfig;
 use crate::metrics::Metrics;
+use crate::shaping;
 use crate::store::outbox::OutgoingMessage;
 use crate::store::turns::{self, MAX_TURN_ATTEMPTS, TurnWork};
 use crate::store::{Store, StoreResult};
@@ -159,20 +160,20 @@ impl Scheduler {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let write: StoreResult<&'static str> = match outcome {
             Ok(reply) => {
-                let message = OutgoingMessage {
-                    text: reply.text,
-                    reply_to: work.reply_to().map(str::to_owned),
-                    attachments: reply
-                        .attachments
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect(),
-                };
+                let messages = shape(&reply, work.reply_to());
                 let w = work.clone();
-                self.store
-                    .write(move |c| turns::finish(c, &w, &message))
-                    .await
-                    .map(|_| "done")
+                if messages.is_empty() {
+                    let notice = turns::failure_notice(&work.request_id);
+                    self.store
+                        .write(move |c| turns::fail(c, &w, "the agent gave no answer", &notice))
+                        .await
+                        .map(|_| "failed")
+                } else {
+                    self.store
+                        .write(move |c| turns::finish(c, &w, &messages))
+                        .await
+                        .map(|_| "done")
+                }
             }
             Err(AgentError::Retryable(e)) if work.attempt < MAX_TURN_ATTEMPTS => {
                 tracing::warn!(error = %e, "turn failed, retrying once");
@@ -213,6 +214,33 @@ impl Scheduler {
             Err(e) => tracing::error!(error = %e, "could not record a turn's outcome"),
         }
     }
+}
+
+/// The reply as the messages to send: markdown made readable in iMessage and split at sensible
+/// boundaries, each threaded onto the message it answers, attachments with the last one.
+fn shape(reply: &TurnReply, reply_to: Option<&str>) -> Vec<OutgoingMessage> {
+    let mut texts = shaping::shape_reply(&reply.text);
+    if texts.is_empty() && !reply.attachments.is_empty() {
+        texts.push(String::new());
+    }
+    let count = texts.len();
+    texts
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| OutgoingMessage {
+            text,
+            reply_to: reply_to.map(str::to_owned),
+            attachments: if i + 1 == count {
+                reply
+                    .attachments
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        })
+        .collect()
 }
 
 fn human_duration(d: Duration) -> String {

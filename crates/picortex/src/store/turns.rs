@@ -140,13 +140,13 @@ fn turn_messages(conn: &Connection, turn_id: i64) -> StoreResult<Vec<PromptMessa
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Finishes a running turn and, in the same transaction, queues its reply for delivery.
-/// Returns false (and changes nothing) if the turn was not running, so a late or repeated
-/// finish can never queue a second reply.
+/// Finishes a running turn and, in the same transaction, queues its reply (one or more
+/// messages, sent in order) for delivery. Returns false (and changes nothing) if the turn was
+/// not running, so a late or repeated finish can never queue a second reply.
 pub fn finish(
     conn: &Connection,
     work: &TurnWork,
-    reply: &outbox::OutgoingMessage,
+    reply: &[outbox::OutgoingMessage],
 ) -> StoreResult<bool> {
     let now = now_ms();
     let changed = conn.execute(
@@ -156,14 +156,16 @@ pub fn finish(
     if changed == 0 {
         return Ok(false);
     }
-    outbox::enqueue(
-        conn,
-        &work.chat_id,
-        Some(work.turn_id),
-        reply,
-        &work.request_id,
-        now,
-    )?;
+    for message in reply {
+        outbox::enqueue(
+            conn,
+            &work.chat_id,
+            Some(work.turn_id),
+            message,
+            &work.request_id,
+            now,
+        )?;
+    }
     Ok(true)
 }
 
