@@ -293,3 +293,36 @@ pub fn kill_tmux_servers(root: &Path) {
         }
     }
 }
+
+/// The Claude Code CLI for tests: `PICORTEX_CLAUDE_BIN`, else `claude` on PATH. None (and a
+/// SKIP line) when it is not installed.
+pub fn claude_bin() -> Option<PathBuf> {
+    let found = match std::env::var_os("PICORTEX_CLAUDE_BIN") {
+        Some(bin) => Some(PathBuf::from(bin)).filter(|b| b.is_file()),
+        None => std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("claude"))
+                .find(|c| c.is_file())
+        }),
+    };
+    if found.is_none() {
+        println!("SKIP: claude CLI not installed (npm install -g @anthropic-ai/claude-code)");
+    }
+    found
+}
+
+/// Starts the scripted model server on loopback.
+pub async fn mock_model(script: mock_model::Script) -> mock_model::MockModelHandle {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    mock_model::start(script, listener).await.unwrap()
+}
+
+/// Configures `config` to run Claude Code (through the runner) against `model`.
+pub fn use_claude_agent(config: &mut Config, workspace_root: &Path, claude: &Path, model: &str) {
+    config.agent = picortex::config::AgentKind::ClaudeCode;
+    config.agents.claude_bin = claude.to_owned();
+    config.agents.runner_bin = Some(runner_bin());
+    config.agents.anthropic_base_url = Some(model.to_owned());
+    config.agents.anthropic_api_key = Some("test-key-not-secret".into());
+    config.workspace_root = workspace_root.to_owned();
+}
