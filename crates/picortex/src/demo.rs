@@ -2,7 +2,7 @@
 //! with generated secrets and a local data directory, so one command shows the whole path.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -19,8 +19,40 @@ pub struct DemoOptions {
 pub struct Demo {
     pub daemon: DaemonHandle,
     pub sim: linq_sim::SimHandle,
+    /// The scripted model, when the demo runs Claude Code without an API key.
+    pub model: Option<mock_model::MockModelHandle>,
     pub bot_line: String,
-    pub agent: AgentKind,
+    /// Which agent answers, in words, for the banner.
+    pub agent_description: String,
+}
+
+/// The best agent this machine can run: real Claude Code with an API key; else Claude Code
+/// against the scripted model (a friendly persona) if the CLI is installed; else echo.
+enum DemoAgent {
+    RealClaude { claude: PathBuf },
+    ScriptedClaude { claude: PathBuf },
+    Echo,
+}
+
+fn pick_agent(claude_bin: &Path) -> DemoAgent {
+    let claude = find_program(claude_bin);
+    let key = std::env::var("ANTHROPIC_API_KEY").is_ok_and(|k| !k.trim().is_empty());
+    match (claude, key) {
+        (Some(claude), true) => DemoAgent::RealClaude { claude },
+        (Some(claude), false) => DemoAgent::ScriptedClaude { claude },
+        (None, _) => DemoAgent::Echo,
+    }
+}
+
+/// `program` itself if it is a path to a file, else the first match on PATH.
+fn find_program(program: &Path) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return program.is_file().then(|| program.to_owned());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|c| c.is_file())
 }
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -54,20 +86,59 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
         .context("starting the simulator")?;
 
     let mut config = Config {
+        workspace_root: opts.data_dir.join("chats"),
         data_dir: opts.data_dir,
         agent: AgentKind::Echo,
         ..Config::default()
     };
+    config.apply_env(|name| {
+        // The demo takes the agent's settings from the environment, nothing else.
+        matches!(
+            name,
+            "PICORTEX_CLAUDE_BIN"
+                | "ANTHROPIC_API_KEY"
+                | "ANTHROPIC_BASE_URL"
+                | "PICORTEX_BOT_NAME"
+        )
+        .then(|| std::env::var(name).ok())
+        .flatten()
+    })?;
     config.linq.api_key = api_key;
     config.linq.base_url = sim.base_url();
     config.linq.webhook_secret = secret.as_str().to_owned();
     config.linq.phone = Some(bot_line.clone());
-    let agent = config.agent;
+    let mut model = None;
+    let agent_description = match pick_agent(&config.agents.claude_bin) {
+        DemoAgent::RealClaude { claude } => {
+            config.agent = AgentKind::ClaudeCode;
+            config.agents.claude_bin = claude.clone();
+            format!("Claude Code ({}) with your ANTHROPIC_API_KEY", claude.display())
+        }
+        DemoAgent::ScriptedClaude { claude } => {
+            let listener = TcpListener::bind(SocketAddr::new(LOOPBACK, 0)).await?;
+            let handle = mock_model::start(mock_model::Script::demo_persona(), listener)
+                .await
+                .context("starting the scripted model")?;
+            config.agent = AgentKind::ClaudeCode;
+            config.agents.claude_bin = claude.clone();
+            config.agents.anthropic_base_url = Some(handle.base_url());
+            config.agents.anthropic_api_key = Some("demo-key-for-the-scripted-model".into());
+            let text = format!(
+                "Claude Code ({}) against a scripted model at {} (set ANTHROPIC_API_KEY for the real one; try \"write a file called hello.txt saying hi\")",
+                claude.display(),
+                handle.base_url()
+            );
+            model = Some(handle);
+            text
+        }
+        DemoAgent::Echo => "echo (replies \"echo: <text>\"; install Claude Code with npm install -g @anthropic-ai/claude-code for a real agent)".into(),
+    };
     let daemon = daemon::start(config, daemon_listener).await?;
     Ok(Demo {
         daemon,
         sim,
+        model,
         bot_line,
-        agent,
+        agent_description,
     })
 }

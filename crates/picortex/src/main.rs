@@ -52,6 +52,9 @@ enum Command {
         #[arg(long, default_value = ".demo-data")]
         data: PathBuf,
     },
+    /// Host a chat's agent (started by the daemon inside the chat's tmux session).
+    #[command(hide = true)]
+    Runner(picortex_runner::cli::Args),
     /// Write a consistent copy of the live database.
     Backup {
         #[arg(long)]
@@ -64,8 +67,14 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Runner(args) = cli.command {
+        // The runner's window is a terminal for people: no JSON logs there.
+        return picortex_runner::cli::run(args).await;
+    }
     picortex::logging::init();
-    match Cli::parse().command {
+    match cli.command {
+        Command::Runner(_) => {}
         Command::Serve { config } => {
             let config = Config::load(config.as_deref())?;
             config.validate()?;
@@ -133,15 +142,15 @@ async fn main() -> anyhow::Result<()> {
             println!("  Text the bot here:  {}/", demo.sim.base_url());
             println!("  Daemon health:      {}/health", demo.daemon.base_url());
             println!("  Bot's line:         {}", demo.bot_line);
-            println!(
-                "  Agent:              {:?} (replies \"echo: <text>\")",
-                demo.agent
-            );
+            println!("  Agent:              {}", demo.agent_description);
             println!("  Data:               {}", data.display());
             println!("Press Ctrl-C to stop.");
             tokio::signal::ctrl_c().await?;
             demo.daemon.shutdown().await;
             demo.sim.shutdown().await;
+            if let Some(model) = demo.model {
+                model.shutdown().await;
+            }
         }
         Command::Backup { config, to } => {
             let config = Config::load(config.as_deref())?;

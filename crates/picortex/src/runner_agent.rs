@@ -30,15 +30,13 @@ pub struct RunnerAgent {
 
 impl RunnerAgent {
     pub fn from_config(config: &Config) -> Result<Self, AgentError> {
-        let runner = match &config.agents.runner_bin {
-            Some(p) => p.clone(),
-            None => default_runner_bin()?,
+        let (runner, mut args) = match &config.agents.runner_bin {
+            Some(p) => (p.clone(), Vec::new()),
+            None => default_runner()?,
         };
         let a = &config.agents;
-        let mut args: Vec<OsString> = vec![
-            "--idle-timeout-secs".into(),
-            a.idle_timeout_secs.to_string().into(),
-        ];
+        args.push("--idle-timeout-secs".into());
+        args.push(a.idle_timeout_secs.to_string().into());
         let kind = match config.agent {
             AgentKind::ClaudeCode => {
                 args.extend(["--agent".into(), "claude-code".into()]);
@@ -216,23 +214,20 @@ fn runner_socket(home: &Path) -> PathBuf {
 }
 
 /// `picortex-runner` next to the running binary (or one level up, for test binaries in
-/// `target/*/deps`).
-fn default_runner_bin() -> Result<PathBuf, AgentError> {
+/// `target/*/deps`); failing that, the running `picortex` binary's own `runner` subcommand.
+fn default_runner() -> Result<(PathBuf, Vec<OsString>), AgentError> {
     let exe = std::env::current_exe()
         .map_err(|e| AgentError::Permanent(format!("cannot locate picortex's binary: {e}")))?;
-    let candidates = exe
+    let sibling = exe
         .ancestors()
         .skip(1)
         .take(2)
-        .map(|dir| dir.join("picortex-runner"));
-    for candidate in candidates {
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
-    }
-    Err(AgentError::Permanent(
-        "picortex-runner not found next to picortex; set agents.runner_bin".into(),
-    ))
+        .map(|dir| dir.join("picortex-runner"))
+        .find(|candidate| candidate.is_file());
+    Ok(match sibling {
+        Some(runner) => (runner, Vec::new()),
+        None => (exe, vec!["runner".into()]),
+    })
 }
 
 async fn exchange(stream: UnixStream, request: &Request) -> Result<TurnResult, AgentError> {

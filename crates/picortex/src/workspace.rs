@@ -51,7 +51,7 @@ pub fn chat_dir_name(chat_id: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct RunnerLaunch {
     pub program: PathBuf,
-    /// Arguments after `--home <home>`: the agent kind and its fixed flags.
+    /// Its arguments (a subcommand first, if any), before `--home <home>`.
     pub args: Vec<OsString>,
     /// Environment for the chat's tmux session (and so the runner and the agent).
     pub env: Vec<(String, String)>,
@@ -114,8 +114,8 @@ impl Workspaces {
     ) -> Result<(), WorkspaceError> {
         let tmux = Tmux::for_home(home);
         let runner_cmd: Vec<OsString> = std::iter::once(launch.program.clone().into_os_string())
-            .chain([OsString::from("--home"), home.as_os_str().to_owned()])
             .chain(launch.args.iter().cloned())
+            .chain([OsString::from("--home"), home.as_os_str().to_owned()])
             .collect();
         if !tmux.has_session().await {
             let mut args: Vec<OsString> = vec![

@@ -5,6 +5,7 @@
 //! timeout. Because it lives in tmux and not in the daemon, a daemon restart loses no turn.
 
 pub mod backend;
+pub mod cli;
 pub mod outbox_files;
 pub mod protocol;
 pub mod server;
