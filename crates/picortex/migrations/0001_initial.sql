@@ -68,7 +68,10 @@ CREATE TABLE turns (
     created_at  INTEGER NOT NULL,
     started_at  INTEGER,
     finished_at INTEGER,
-    error       TEXT
+    error       TEXT,
+    session_id  TEXT,                         -- the agent session the turn ran in
+    cost_usd    REAL,                         -- as the agent reported it
+    usage_json  TEXT                          -- token usage as the agent reported it
 );
 CREATE INDEX turns_by_status ON turns(status, chat_id);
 

@@ -43,11 +43,21 @@ impl TurnRequest {
 }
 
 /// One turn's output.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TurnReply {
     pub text: String,
     /// Files to send with the reply (absolute paths beneath the chat's home).
     pub attachments: Vec<std::path::PathBuf>,
+    /// What the turn cost, as far as the agent reports it.
+    pub accounting: TurnAccounting,
+}
+
+/// The agent session a turn ran in and what it cost.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TurnAccounting {
+    pub session_id: Option<String>,
+    pub cost_usd: Option<f64>,
+    pub usage: Option<serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +103,7 @@ impl Agent for EchoAgent {
             Ok(TurnReply {
                 text,
                 attachments: Vec::new(),
+                accounting: TurnAccounting::default(),
             })
         })
     }

@@ -13,7 +13,7 @@ use picortex_runner::protocol::{Request, Response, TurnResult, TurnSpec, encode}
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::UnixStream;
 
-use crate::agent::{Agent, AgentError, TurnReply, TurnRequest};
+use crate::agent::{Agent, AgentError, TurnAccounting, TurnReply, TurnRequest};
 use crate::config::{AgentKind, Config};
 use crate::workspace::{RunnerLaunch, Workspaces};
 
@@ -125,6 +125,11 @@ impl RunnerAgent {
             Ok(TurnReply {
                 text: result.text,
                 attachments,
+                accounting: TurnAccounting {
+                    session_id: result.session_id,
+                    cost_usd: result.cost_usd,
+                    usage: result.usage,
+                },
             })
         } else if result.retryable {
             Err(AgentError::Retryable(

@@ -161,6 +161,7 @@ impl Scheduler {
         let write: StoreResult<&'static str> = match outcome {
             Ok(reply) => {
                 let messages = shape(&reply, work.reply_to());
+                let accounting = reply.accounting.clone();
                 let w = work.clone();
                 if messages.is_empty() {
                     let notice = turns::failure_notice(&work.request_id);
@@ -170,7 +171,7 @@ impl Scheduler {
                         .map(|_| "failed")
                 } else {
                     self.store
-                        .write(move |c| turns::finish(c, &w, &messages))
+                        .write(move |c| turns::finish(c, &w, &messages, &accounting))
                         .await
                         .map(|_| "done")
                 }

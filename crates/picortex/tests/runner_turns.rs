@@ -241,3 +241,52 @@ async fn files_the_agent_puts_in_its_outbox_are_sent_as_attachments() {
         .unwrap();
     assert_eq!(body, "the report body");
 }
+
+#[tokio::test]
+async fn the_typing_indicator_shows_while_a_dm_turn_runs() {
+    if !have_tmux() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(root.path().to_owned());
+    let stack =
+        Stack::start_with(|c| use_command_agent(c, root.path(), &["sh", "-c", "sleep 2; cat"]))
+            .await;
+    let (chat, _) = stack.sim.dm("+15551230007", "think hard").await;
+    let state_url = format!("{}/sim/api/state", stack.sim.url());
+    let typing = |state: serde_json::Value| {
+        state["chats"]
+            .as_array()
+            .and_then(|chats| chats.iter().find(|c| c["id"] == chat.as_str()).cloned())
+            .and_then(|c| c["bot_typing"].as_bool())
+    };
+    eventually(WAIT, "typing on", || async {
+        let state: serde_json::Value = stack
+            .sim
+            .http
+            .get(&state_url)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (typing(state) == Some(true)).then_some(())
+    })
+    .await;
+    reply_texts(&stack.sim, &chat, 1).await;
+    eventually(WAIT, "typing off", || async {
+        let state: serde_json::Value = stack
+            .sim
+            .http
+            .get(&state_url)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (typing(state) == Some(false)).then_some(())
+    })
+    .await;
+}

@@ -5,6 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{StoreResult, now_ms, outbox};
+use crate::agent::TurnAccounting;
 
 /// How many times a turn may start before it is reported as failed (a run and one retry).
 pub const MAX_TURN_ATTEMPTS: i64 = 2;
@@ -147,11 +148,14 @@ pub fn finish(
     conn: &Connection,
     work: &TurnWork,
     reply: &[outbox::OutgoingMessage],
+    accounting: &TurnAccounting,
 ) -> StoreResult<bool> {
     let now = now_ms();
+    let usage = accounting.usage.as_ref().map(|u| u.to_string());
     let changed = conn.execute(
-        "UPDATE turns SET status = 'done', finished_at = ?2 WHERE id = ?1 AND status = 'running'",
-        params![work.turn_id, now],
+        "UPDATE turns SET status = 'done', finished_at = ?2, session_id = ?3, cost_usd = ?4, usage_json = ?5
+         WHERE id = ?1 AND status = 'running'",
+        params![work.turn_id, now, accounting.session_id, accounting.cost_usd, usage],
     )?;
     if changed == 0 {
         return Ok(false);
