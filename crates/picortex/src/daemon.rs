@@ -56,6 +56,22 @@ impl DaemonHandle {
 
 /// Starts the daemon on `listener` with `config` (already validated).
 pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<DaemonHandle> {
+    let agent: Arc<dyn Agent> = match config.agent {
+        AgentKind::Echo => Arc::new(EchoAgent),
+        AgentKind::ClaudeCode | AgentKind::Command => {
+            Arc::new(RunnerAgent::from_config(&config).context("configuring the agent runner")?)
+        }
+    };
+    start_with_agent(config, listener, agent).await
+}
+
+/// Like [`start`], with the agent supplied by the caller (benchmarks and tests measure the
+/// pipeline around an agent they control).
+pub async fn start_with_agent(
+    config: Config,
+    listener: TcpListener,
+    agent: Arc<dyn Agent>,
+) -> anyhow::Result<DaemonHandle> {
     config.validate()?;
     let secret = linq::webhook::WebhookSecret::parse(&config.linq.webhook_secret)
         .context("LINQ_WEBHOOK_SECRET")?;
@@ -72,12 +88,6 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Daem
         config.linq.phone.clone(),
         config.workspace_root.clone(),
     ));
-    let agent: Arc<dyn Agent> = match config.agent {
-        AgentKind::Echo => Arc::new(EchoAgent),
-        AgentKind::ClaudeCode | AgentKind::Command => {
-            Arc::new(RunnerAgent::from_config(&config).context("configuring the agent runner")?)
-        }
-    };
     let metrics = Arc::new(Metrics::default());
     let turns_wake = Arc::new(Notify::new());
     let outbox_wake = Arc::new(Notify::new());
