@@ -17,28 +17,39 @@ pub struct TurnRequest {
     pub messages: Vec<PromptMessage>,
     /// The chat's other participants (not the bot).
     pub participants: Vec<String>,
+    /// Messages the bot did not answer since its last reply (attention gating), oldest first.
+    pub context: Vec<PromptMessage>,
 }
 
 impl TurnRequest {
-    /// The prompt text: the messages' texts, one per line. Several senders in a group are named
-    /// so the agent can tell who said what.
+    /// The prompt text: the messages' texts, one per line, after the unanswered messages since
+    /// the bot's last reply (if any). In groups, or when several people wrote, each line is
+    /// prefixed with its sender so the agent can tell who said what.
     pub fn prompt(&self) -> String {
+        let first = self.messages.first().map(|m| m.sender.as_str());
         let named = self.is_group
             || self
                 .messages
                 .iter()
-                .any(|m| m.sender != self.messages[0].sender);
-        self.messages
-            .iter()
-            .map(|m| {
-                if named {
-                    format!("{}: {}", m.sender, m.text)
-                } else {
-                    m.text.clone()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+                .chain(&self.context)
+                .any(|m| Some(m.sender.as_str()) != first);
+        let line = |m: &PromptMessage| {
+            if named {
+                format!("{}: {}", m.sender, m.text)
+            } else {
+                m.text.clone()
+            }
+        };
+        let now: Vec<String> = self.messages.iter().map(line).collect();
+        if self.context.is_empty() {
+            return now.join("\n");
+        }
+        let earlier: Vec<String> = self.context.iter().map(line).collect();
+        format!(
+            "Since your last reply:\n{}\n\nNow:\n{}",
+            earlier.join("\n"),
+            now.join("\n")
+        )
     }
 }
 
@@ -81,6 +92,10 @@ pub trait Agent: Send + Sync {
     /// Stops the turn's agent work (the turn timed out). Backends without one do nothing.
     fn interrupt(&self, _request: &TurnRequest) -> BoxFuture<'_, ()> {
         Box::pin(async {})
+    }
+    /// Forgets the chat's agent session, so its next turn starts fresh (`/picortex reset`).
+    fn reset<'a>(&'a self, _chat_id: &'a str) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -130,6 +145,7 @@ mod tests {
             request_id: "r".into(),
             messages: vec![msg("+1", "a"), msg("+1", "b $(rm -rf /)")],
             participants: vec!["+1".into()],
+            context: Vec::new(),
         };
         assert_eq!(req.prompt(), "a\nb $(rm -rf /)");
         let reply = EchoAgent.run_turn(req).await.unwrap();
@@ -145,7 +161,25 @@ mod tests {
             request_id: "r".into(),
             messages: vec![msg("+1", "hi"), msg("+2", "yo")],
             participants: vec!["+1".into(), "+2".into()],
+            context: Vec::new(),
         };
         assert_eq!(req.prompt(), "+1: hi\n+2: yo");
+    }
+
+    #[test]
+    fn unanswered_messages_come_first_as_context() {
+        let req = TurnRequest {
+            turn_id: 1,
+            chat_id: "c".into(),
+            is_group: true,
+            request_id: "r".into(),
+            messages: vec![msg("+1", "pi, what time is it?")],
+            participants: vec!["+1".into(), "+2".into()],
+            context: vec![msg("+2", "lunch?"), msg("+1", "sure")],
+        };
+        assert_eq!(
+            req.prompt(),
+            "Since your last reply:\n+2: lunch?\n+1: sure\n\nNow:\n+1: pi, what time is it?"
+        );
     }
 }

@@ -69,6 +69,7 @@ pub struct Config {
     /// How the runner starts each agent kind.
     pub agents: AgentsConfig,
     pub linq: LinqConfig,
+    pub attention: AttentionConfig,
     pub turns: TurnsConfig,
     pub outbox: OutboxConfig,
     /// Largest webhook body accepted, in bytes (larger: 413).
@@ -126,6 +127,47 @@ impl Default for AgentsConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct AttentionConfig {
+    /// Other names people call the bot by (the bot's name always counts).
+    pub aliases: Vec<String>,
+    /// The small model that decides, in the discriminate modes, whether to answer.
+    pub discriminator_model: String,
+    pub discriminator_timeout_ms: u64,
+    /// Discriminator calls per chat per day; past it the chat falls back to mentions-only
+    /// until midnight and the owner is told once.
+    pub discriminator_daily_calls: i64,
+    /// The owner's local time zone as an offset from UTC, for "midnight" (e.g. "-05:00").
+    pub utc_offset: String,
+}
+
+impl Default for AttentionConfig {
+    fn default() -> Self {
+        Self {
+            aliases: Vec::new(),
+            discriminator_model: "claude-haiku-4-5".into(),
+            discriminator_timeout_ms: 5000,
+            discriminator_daily_calls: 500,
+            utc_offset: "+00:00".into(),
+        }
+    }
+}
+
+impl AttentionConfig {
+    /// The configured offset, checked by [`Config::validate`].
+    pub fn offset(&self) -> Result<time::UtcOffset, ConfigError> {
+        let format =
+            time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]");
+        time::UtcOffset::parse(&self.utc_offset, &format).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "attention.utc_offset {:?} is not an offset like \"-05:00\": {e}",
+                self.utc_offset
+            ))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TurnsConfig {
     /// Turns running at once across all chats.
     pub max_concurrent: usize,
@@ -159,6 +201,7 @@ impl Default for Config {
             agent: AgentKind::Echo,
             agents: AgentsConfig::default(),
             linq: LinqConfig::default(),
+            attention: AttentionConfig::default(),
             turns: TurnsConfig::default(),
             outbox: OutboxConfig::default(),
             webhook_body_limit: 256 * 1024,
@@ -313,6 +356,7 @@ impl Config {
                 "agent = \"command\" needs agents.command = [\"program\", \"arg\", …]".into(),
             ));
         }
+        self.attention.offset()?;
         if self.turns.max_concurrent == 0 {
             return Err(ConfigError::Invalid(
                 "turns.max_concurrent must be at least 1".into(),

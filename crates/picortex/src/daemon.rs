@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::agent::{Agent, EchoAgent};
 use crate::channel::{Channel, LinqChannel};
 use crate::config::{AgentKind, Config};
+use crate::gatekeeper::{Gatekeeper, Wakes};
 use crate::ingest::IngestConfig;
 use crate::metrics::Metrics;
 use crate::runner_agent::RunnerAgent;
@@ -89,8 +90,21 @@ pub async fn start_with_agent(
         config.workspace_root.clone(),
     ));
     let metrics = Arc::new(Metrics::default());
+    let gate_wake = Arc::new(Notify::new());
     let turns_wake = Arc::new(Notify::new());
     let outbox_wake = Arc::new(Notify::new());
+    let gatekeeper = Gatekeeper::new(
+        &config,
+        store.clone(),
+        agent.clone(),
+        metrics.clone(),
+        Wakes {
+            gate: gate_wake.clone(),
+            turns: turns_wake.clone(),
+            outbox: outbox_wake.clone(),
+        },
+    )
+    .context("configuring the attention gate")?;
     let tmux_version = tmux_version().await;
 
     let scheduler = Scheduler::new(
@@ -113,7 +127,7 @@ pub async fn start_with_agent(
         store: store.clone(),
         metrics: metrics.clone(),
         ingest: IngestConfig { secret },
-        turns_wake,
+        gate_wake,
         started: Instant::now(),
         agent_name: agent.name(),
         tmux_version,
@@ -133,6 +147,7 @@ pub async fn start_with_agent(
         }
     });
     let tasks = vec![
+        tokio::spawn(gatekeeper.run()),
         tokio::spawn(scheduler.run()),
         tokio::spawn(sender.run()),
         server,

@@ -1,7 +1,8 @@
 //! Webhook ingest: `POST /api/linq/inbound`. Verifies the Standard Webhooks signature, parses
 //! the event, and stores the raw event together with what it means (a queued message, a
 //! delivery update, a reaction) in one durable transaction before answering 2xx. A repeated
-//! event id is answered 200 and changes nothing. The turn runs after the answer.
+//! event id is answered 200 and changes nothing. The attention gate and the turn run after the
+//! answer.
 
 use std::sync::Arc;
 
@@ -80,9 +81,9 @@ pub async fn inbound(
         }
         Ok(outcome) => {
             Metrics::inc(&app.metrics.webhooks_accepted);
-            if let IngestOutcome::Queued { turn_id } = outcome {
-                tracing::info!(request_id = %request_id, event_id = %event_id, event_type = %event.envelope.event_type, turn_id, "message queued");
-                app.turns_wake.notify_one();
+            if outcome == IngestOutcome::AwaitingGate {
+                tracing::info!(request_id = %request_id, event_id = %event_id, event_type = %event.envelope.event_type, "message stored; gate pending");
+                app.gate_wake.notify_one();
             } else {
                 tracing::info!(request_id = %request_id, event_id = %event_id, event_type = %event.envelope.event_type, ?outcome, "event recorded");
             }

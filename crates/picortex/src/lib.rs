@@ -8,6 +8,8 @@ pub mod channel;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod gate;
+pub mod gatekeeper;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;

@@ -17,6 +17,9 @@ pub struct Metrics {
     pub delivery_retries: AtomicU64,
     pub deliveries_failed: AtomicU64,
     pub frontend_logs: AtomicU64,
+    pub gate_respond: AtomicU64,
+    pub gate_skip: AtomicU64,
+    pub gate_command: AtomicU64,
 }
 
 impl Metrics {
@@ -39,6 +42,9 @@ impl Metrics {
             "delivery_retries": get(&self.delivery_retries),
             "deliveries_failed": get(&self.deliveries_failed),
             "frontend_logs": get(&self.frontend_logs),
+            "gate_respond": get(&self.gate_respond),
+            "gate_skip": get(&self.gate_skip),
+            "gate_command": get(&self.gate_command),
         })
     }
 }

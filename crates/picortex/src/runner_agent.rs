@@ -235,6 +235,26 @@ fn default_runner() -> Result<(PathBuf, Vec<OsString>), AgentError> {
     })
 }
 
+async fn exchange_reset(stream: UnixStream) -> Result<(), AgentError> {
+    let (read, mut write) = stream.into_split();
+    let line = encode(&Request::Reset).map_err(|e| AgentError::Permanent(e.to_string()))?;
+    write
+        .write_all(&line)
+        .await
+        .map_err(|e| AgentError::Retryable(format!("runner socket: {e}")))?;
+    let answer = BufReader::new(read)
+        .lines()
+        .next_line()
+        .await
+        .map_err(|e| AgentError::Retryable(format!("runner socket: {e}")))?;
+    match answer.map(|l| serde_json::from_str::<Response>(&l)) {
+        Some(Ok(Response::Pong { .. })) => Ok(()),
+        other => Err(AgentError::Retryable(format!(
+            "runner did not confirm the reset: {other:?}"
+        ))),
+    }
+}
+
 async fn exchange(stream: UnixStream, request: &Request) -> Result<TurnResult, AgentError> {
     let (read, mut write) = stream.into_split();
     let line = encode(request).map_err(|e| AgentError::Permanent(e.to_string()))?;
@@ -266,6 +286,27 @@ impl Agent for RunnerAgent {
 
     fn run_turn(&self, request: TurnRequest) -> BoxFuture<'_, Result<TurnReply, AgentError>> {
         Box::pin(self.run(request))
+    }
+
+    fn reset<'a>(&'a self, chat_id: &'a str) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(async move {
+            let home = self
+                .workspaces
+                .ensure_home(chat_id)
+                .map_err(|e| AgentError::Retryable(e.to_string()))?;
+            // A running runner drops its agent process and session; one that is not running
+            // starts without a session because the file is gone.
+            if let Ok(stream) = UnixStream::connect(runner_socket(&home)).await {
+                exchange_reset(stream).await?;
+            }
+            match std::fs::remove_file(home.join(".picortex").join("session.json")) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(AgentError::Retryable(format!(
+                    "forgetting the session: {e}"
+                ))),
+            }
+        })
     }
 
     fn interrupt(&self, request: &TurnRequest) -> BoxFuture<'_, ()> {

@@ -143,6 +143,7 @@ impl Scheduler {
             request_id: work.request_id.clone(),
             messages: work.messages.clone(),
             participants: work.participants.clone(),
+            context: work.context.clone(),
         };
         // Linq refuses typing indicators in groups, so only DMs get one.
         let typing = (!work.is_group).then(|| self.show_typing(&work.chat_id));

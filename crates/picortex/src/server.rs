@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use crate::ingest::{self, IngestConfig};
 use crate::metrics::Metrics;
-use crate::store::{Store, outbox, turns};
+use crate::store::{Store, gate, outbox, turns};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// The most a browser may send to /api/frontend-log in one request.
@@ -25,7 +25,7 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub ingest: IngestConfig,
-    pub turns_wake: Arc<Notify>,
+    pub gate_wake: Arc<Notify>,
     pub started: Instant,
     pub agent_name: &'static str,
     pub tmux_version: Option<String>,
@@ -122,7 +122,7 @@ async fn health(State(app): State<Arc<AppState>>) -> Response {
     let db_ok = app.store.ping().await;
     let counts = app
         .store
-        .read(|c| Ok((turns::counts(c)?, outbox::counts(c)?)))
+        .read(|c| Ok((turns::counts(c)?, outbox::counts(c)?, gate::counts_24h(c)?)))
         .await
         .ok();
     let to_map = |rows: &[(String, i64)]| {
@@ -130,10 +130,18 @@ async fn health(State(app): State<Arc<AppState>>) -> Response {
             .map(|(k, v)| (k.clone(), serde_json::json!(v)))
             .collect::<serde_json::Map<_, _>>()
     };
-    let (turns, deliveries) = counts
+    let (turns, deliveries, gate_24h) = counts
         .as_ref()
-        .map(|(t, o)| (to_map(t), to_map(o)))
+        .map(|(t, o, g)| (to_map(t), to_map(o), to_map(g)))
         .unwrap_or_default();
+    let count = |key: &str| gate_24h.get(key).and_then(|v| v.as_i64()).unwrap_or(0);
+    let attention = serde_json::json!({
+        "discriminator_skipped_24h": count("skip:model"),
+        "discriminator_answered_24h": count("respond:model"),
+        "discriminator_fallbacks_24h": count("skip:fallback") + count("respond:fallback"),
+        "budget_skipped_24h": count("skip:budget"),
+        "decisions_24h": gate_24h,
+    });
     let status = if db_ok { "ok" } else { "degraded" };
     let code = if db_ok {
         StatusCode::OK
@@ -153,6 +161,7 @@ async fn health(State(app): State<Arc<AppState>>) -> Response {
             "counters": app.metrics.snapshot(),
             "turns": turns,
             "deliveries": deliveries,
+            "attention": attention,
         })),
     )
         .into_response()

@@ -31,6 +31,8 @@ pub enum WorkspaceError {
     },
     #[error("no free workspace directory for chat {0} (too many hash collisions)")]
     NoDirectory(String),
+    #[error("initialising the chat's git repository: {0}")]
+    Git(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceError + '_ {
@@ -96,6 +98,8 @@ impl Workspaces {
                         .map_err(io_err(&home))?;
                     std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))
                         .map_err(io_err(&home))?;
+                    seed(&home)?;
+                    // Written last: a home without its marker is never adopted.
                     std::fs::write(&marker, chat_id).map_err(io_err(&marker))?;
                     return Ok(home);
                 }
@@ -193,6 +197,51 @@ impl Workspaces {
         }
         Ok(())
     }
+}
+
+/// Seeds a new home: the chat's discriminator prompt from the default, and a git repository
+/// tracking it (so the owner's edits are versioned). Runtime state under `.picortex/` stays out
+/// of the repository.
+fn seed(home: &Path) -> Result<(), WorkspaceError> {
+    let prompts = home.join(".picortex").join("prompts");
+    std::fs::create_dir_all(&prompts).map_err(io_err(&prompts))?;
+    let prompt = prompts.join("discriminator.md");
+    std::fs::write(&prompt, crate::gate::discriminator::DEFAULT_PROMPT).map_err(io_err(&prompt))?;
+    let ignore = home.join(".gitignore");
+    std::fs::write(&ignore, ".picortex/*\n!.picortex/prompts/\n").map_err(io_err(&ignore))?;
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(home)
+            .args([
+                "-c",
+                "user.name=picortex",
+                "-c",
+                "user.email=picortex@localhost",
+            ])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+    };
+    let steps: [&[&str]; 3] = [
+        &["init", "-q", "-b", "main"],
+        &["add", ".gitignore", ".picortex/prompts/discriminator.md"],
+        &["commit", "-q", "-m", "Seed the chat's discriminator prompt"],
+    ];
+    for step in steps {
+        match git(step) {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => {
+                return Err(WorkspaceError::Git(format!(
+                    "git {}: {}",
+                    step.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            Err(e) => return Err(WorkspaceError::Git(format!("git is not usable: {e}"))),
+        }
+    }
+    Ok(())
 }
 
 /// A chat's own tmux server.
@@ -301,6 +350,17 @@ mod tests {
         let home = ws.ensure_home("chat-a").unwrap();
         let mode = std::fs::metadata(&home).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
+        // Seeded with the default prompt, committed in the chat's own repository.
+        let prompt =
+            std::fs::read_to_string(home.join(".picortex/prompts/discriminator.md")).unwrap();
+        assert_eq!(prompt, crate::gate::discriminator::DEFAULT_PROMPT);
+        let log = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&home)
+            .args(["log", "--oneline"])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&log.stdout).contains("discriminator prompt"));
         assert_eq!(ws.ensure_home("chat-a").unwrap(), home);
         // Simulate another chat already owning this hash's directory.
         std::fs::write(home.join(".picortex/chat_id"), "someone-else").unwrap();

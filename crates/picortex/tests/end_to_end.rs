@@ -44,16 +44,20 @@ async fn groups_and_inline_replies_thread_correctly() {
     let stack = Stack::start().await;
     let (chat_id, first) = stack
         .sim
-        .text(json!({"from": "+15551230001", "group": ["+15551230002", "+15551230003"], "text": "group hello"}))
+        .text(json!({"from": "+15551230001", "group": ["+15551230002", "+15551230003"], "text": "hey pi, group hello"}))
         .await;
     eventually(WAIT, "first reply", || async {
         (stack.sim.bot_messages(&chat_id).await.len() == 1).then_some(())
     })
     .await;
-    // Another member answers the first message inline.
+    // Another member answers the bot's reply inline (a reply to the bot is answered in a group).
+    let bot_reply = stack.sim.bot_messages(&chat_id).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (same_chat, second) = stack
         .sim
-        .text(json!({"from": "+15551230002", "chat_id": chat_id, "text": "replying to you", "reply_to": first}))
+        .text(json!({"from": "+15551230002", "chat_id": chat_id, "text": "replying to you", "reply_to": bot_reply}))
         .await;
     assert_eq!(same_chat, chat_id);
     let replies = eventually(WAIT, "second reply", || async {
@@ -79,7 +83,9 @@ async fn groups_and_inline_replies_thread_correctly() {
         })
         .await
         .unwrap();
-    assert_eq!(reply_to.as_deref(), Some(first.as_str()));
+    assert_eq!(reply_to.as_deref(), Some(bot_reply.as_str()));
+    let first_reply = &stack.sim.bot_messages(&chat_id).await[0];
+    assert_eq!(reply_to_of(first_reply).as_deref(), Some(first.as_str()));
 }
 
 #[tokio::test]

@@ -18,6 +18,8 @@ pub enum Request {
     Interrupt { turn_id: i64 },
     /// Liveness and identity.
     Ping,
+    /// Forget the agent session (after the running turn, if any); answered with a `Pong`.
+    Reset,
 }
 
 /// One turn as the agent will see it.

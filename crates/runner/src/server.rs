@@ -31,6 +31,7 @@ type Pending = HashMap<i64, watch::Receiver<Option<TurnResult>>>;
 
 enum WorkerMsg {
     Run(TurnSpec, watch::Sender<Option<TurnResult>>),
+    Reset(tokio::sync::oneshot::Sender<()>),
 }
 
 struct Shared {
@@ -116,7 +117,19 @@ async fn worker(
     transcript: Arc<Transcript>,
     home: PathBuf,
 ) {
-    while let Some(WorkerMsg::Run(turn, done)) = rx.recv().await {
+    while let Some(msg) = rx.recv().await {
+        let (turn, done) = match msg {
+            WorkerMsg::Run(turn, done) => (turn, done),
+            WorkerMsg::Reset(ack) => {
+                backend.reset().await;
+                transcript.note("session reset by the owner; the next turn starts fresh");
+                if let Ok(mut s) = shared.session.lock() {
+                    *s = None;
+                }
+                let _ = ack.send(());
+                continue;
+            }
+        };
         touch(&shared);
         transcript.turn_started(turn.turn_id, &turn.senders, &turn.prompt);
         let started = Instant::now();
@@ -236,6 +249,18 @@ async fn handle(shared: Arc<Shared>, stream: UnixStream) {
                 true
             }
             Request::Turn(spec) => run_or_attach(&shared, spec, &mut write).await,
+            Request::Reset => {
+                let (ack, done) = tokio::sync::oneshot::channel();
+                if shared.work.send(WorkerMsg::Reset(ack)).is_err() || done.await.is_err() {
+                    return;
+                }
+                let pong = Response::Pong {
+                    pid: std::process::id(),
+                    agent: shared.agent.to_owned(),
+                    session_id: None,
+                };
+                send(&mut write, &pong).await.is_ok()
+            }
         };
         if !ok {
             return;

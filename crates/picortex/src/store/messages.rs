@@ -63,8 +63,8 @@ pub enum EventAction {
 pub enum IngestOutcome {
     /// The event id was seen before: nothing was done.
     Duplicate,
-    /// The message was stored and queued for the given turn.
-    Queued { turn_id: i64 },
+    /// The message was stored and waits for the attention gate.
+    AwaitingGate,
     /// The event was recorded and applied (or deliberately ignored).
     Recorded { outcome: &'static str },
 }
@@ -148,10 +148,12 @@ fn record_inbound(
         )?;
     }
     // The same message under a second event id (Linq retried with a new id) is still one message.
+    // It waits for the attention gate, which decides (durably) whether it starts a turn.
     let inserted = conn.execute(
         "INSERT INTO messages
-             (id, chat_id, direction, sender, text, parts_json, reply_to, reply_to_part, sent_at, delivery_status, created_at)
-         VALUES (?1, ?2, 'inbound', ?3, ?4, ?5, ?6, ?7, ?8, 'received', ?9)
+             (id, chat_id, direction, sender, text, parts_json, reply_to, reply_to_part, sent_at,
+              delivery_status, created_at, gate_status, request_id)
+         VALUES (?1, ?2, 'inbound', ?3, ?4, ?5, ?6, ?7, ?8, 'received', ?9, 'pending', ?10)
          ON CONFLICT (id) DO NOTHING",
         params![
             m.id,
@@ -162,7 +164,8 @@ fn record_inbound(
             m.reply_to,
             m.reply_to_part,
             m.sent_at,
-            now
+            now,
+            request_id
         ],
     )?;
     if inserted == 0 {
@@ -170,8 +173,7 @@ fn record_inbound(
             outcome: "message already stored",
         });
     }
-    let turn_id = super::turns::enqueue(conn, &m.chat_id, &m.id, request_id, now)?;
-    Ok(IngestOutcome::Queued { turn_id })
+    Ok(IngestOutcome::AwaitingGate)
 }
 
 fn apply_reaction(conn: &Connection, r: &ReactionChange, now: i64) -> StoreResult<()> {

@@ -6,6 +6,7 @@
 //! that means the write is on disk. Many concurrent writers therefore share one fsync, so
 //! durability does not cap throughput.
 
+pub mod gate;
 pub mod messages;
 pub mod outbox;
 pub mod turns;
@@ -22,7 +23,10 @@ const MAX_BATCH: usize = 512;
 /// Readers kept open for reuse.
 const MAX_IDLE_READERS: usize = 8;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/0001_initial.sql")),
+    (2, include_str!("../../migrations/0002_attention.sql")),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

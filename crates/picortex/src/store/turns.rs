@@ -66,6 +66,8 @@ pub struct TurnWork {
     pub messages: Vec<PromptMessage>,
     /// The chat's participants other than the bot.
     pub participants: Vec<String>,
+    /// Messages the bot did not answer since its last reply, handed over as context.
+    pub context: Vec<PromptMessage>,
 }
 
 impl TurnWork {
@@ -100,6 +102,7 @@ pub fn claim_runnable(conn: &Connection, limit: usize) -> StoreResult<Vec<TurnWo
                 is_group: r.get(4)?,
                 messages: Vec::new(),
                 participants: Vec::new(),
+                context: Vec::new(),
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -111,6 +114,7 @@ pub fn claim_runnable(conn: &Connection, limit: usize) -> StoreResult<Vec<TurnWo
         )?;
         work.messages = turn_messages(conn, work.turn_id)?;
         work.participants = participants(conn, &work.chat_id)?;
+        work.context = context_messages(conn, work.turn_id)?;
         claimed.push(work);
     }
     Ok(claimed)
@@ -122,6 +126,20 @@ fn participants(conn: &Connection, chat_id: &str) -> StoreResult<Vec<String>> {
          ORDER BY joined_at, handle",
     )?;
     let rows = stmt.query_map([chat_id], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn context_messages(conn: &Connection, turn_id: i64) -> StoreResult<Vec<PromptMessage>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, COALESCE(sender, ''), text FROM messages WHERE context_turn_id = ?1 ORDER BY rowid",
+    )?;
+    let rows = stmt.query_map([turn_id], |r| {
+        Ok(PromptMessage {
+            id: r.get(0)?,
+            sender: r.get(1)?,
+            text: r.get(2)?,
+        })
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -244,6 +262,7 @@ pub fn recover_interrupted(conn: &Connection) -> StoreResult<(usize, usize)> {
                 is_group: r.get(4)?,
                 messages: Vec::new(),
                 participants: Vec::new(),
+                context: Vec::new(),
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;

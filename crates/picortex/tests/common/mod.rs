@@ -173,13 +173,32 @@ impl Stack {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Stack {
+        Self::start_inner(tweak, None).await
+    }
+
+    /// With an agent the test controls.
+    pub async fn start_with_agent(
+        tweak: impl FnOnce(&mut Config),
+        agent: std::sync::Arc<dyn picortex::agent::Agent>,
+    ) -> Stack {
+        Self::start_inner(tweak, Some(agent)).await
+    }
+
+    async fn start_inner(
+        tweak: impl FnOnce(&mut Config),
+        agent: Option<std::sync::Arc<dyn picortex::agent::Agent>>,
+    ) -> Stack {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let sim = Sim::start(&format!("http://{addr}/api/linq/inbound")).await;
         let data = tempfile::tempdir().unwrap();
         let mut config = daemon_config(&sim, data.path());
         tweak(&mut config);
-        let daemon = picortex::daemon::start(config, listener).await.unwrap();
+        let daemon = match agent {
+            Some(agent) => picortex::daemon::start_with_agent(config, listener, agent).await,
+            None => picortex::daemon::start(config, listener).await,
+        }
+        .unwrap();
         Stack { sim, daemon, data }
     }
 

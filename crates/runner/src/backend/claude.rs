@@ -309,4 +309,12 @@ impl Backend for ClaudeBackend {
             self.kill().await;
         })
     }
+
+    fn reset(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.kill().await;
+            self.session_id = None;
+            let _ = std::fs::remove_file(&self.config.session_file);
+        })
+    }
 }

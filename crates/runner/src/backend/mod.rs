@@ -24,4 +24,8 @@ pub trait Backend: Send {
     /// Stops whatever the agent is doing (the turn was interrupted or timed out). The next turn
     /// starts fresh, resuming the session where the backend supports it.
     fn abort(&mut self) -> BoxFuture<'_, ()>;
+    /// Forgets the agent session: the next turn starts a fresh conversation.
+    fn reset(&mut self) -> BoxFuture<'_, ()> {
+        self.abort()
+    }
 }

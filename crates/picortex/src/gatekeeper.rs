@@ -1,0 +1,539 @@
+//! The gatekeeper: decides, for every inbound message, whether the bot answers, and records why.
+//! It runs after ingest (a model call must never hold up a webhook's answer), one message at a
+//! time per chat in arrival order, and each decision is one transaction: the decision with the
+//! message, and for a message it answers, the turn. Owner commands are carried out here and
+//! answered through the outbox. Pending messages survive restarts and are decided then.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tracing::Instrument;
+
+use crate::agent::Agent;
+use crate::config::Config;
+use crate::gate::commands::{OwnerCommand, help_text, refusal_text};
+use crate::gate::discriminator::{
+    ContextMessage, DEFAULT_PROMPT, Discriminator, DiscriminatorConfig, DiscriminatorInput,
+};
+use crate::gate::{AttentionMode, BotIdentity, ChatFacts, Incoming, Verdict, decide};
+use crate::metrics::Metrics;
+use crate::store::gate::{self as gate_store, GateRecord, PendingMessage};
+use crate::store::outbox::{self, OutgoingMessage};
+use crate::store::{Store, StoreResult, now_ms};
+use crate::workspace::Workspaces;
+
+const IDLE_POLL: Duration = Duration::from_secs(5);
+/// How many earlier messages the discriminator sees.
+const RECENT: usize = 6;
+/// Where a chat's discriminator prompt lives, relative to its home.
+pub const PROMPT_FILE: &str = ".picortex/prompts/discriminator.md";
+
+pub struct Gatekeeper {
+    store: Store,
+    agent: Arc<dyn Agent>,
+    bot: BotIdentity,
+    owner: Option<String>,
+    discriminator: Option<Discriminator>,
+    daily_calls: i64,
+    utc_offset: time::UtcOffset,
+    /// Chat homes, where each chat's discriminator prompt lives (only for agents with homes).
+    workspaces: Option<Workspaces>,
+    metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
+    turns_wake: Arc<Notify>,
+    outbox_wake: Arc<Notify>,
+    busy_chats: Mutex<HashSet<String>>,
+}
+
+/// The wake-ups the gatekeeper shares with ingest, the scheduler and the sender.
+pub struct Wakes {
+    pub gate: Arc<Notify>,
+    pub turns: Arc<Notify>,
+    pub outbox: Arc<Notify>,
+}
+
+impl Gatekeeper {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        agent: Arc<dyn Agent>,
+        metrics: Arc<Metrics>,
+        wakes: Wakes,
+    ) -> anyhow::Result<Arc<Self>> {
+        let a = &config.attention;
+        let discriminator = match &config.agents.anthropic_api_key {
+            Some(key) => Some(Discriminator::new(DiscriminatorConfig {
+                base_url: config
+                    .agents
+                    .anthropic_base_url
+                    .clone()
+                    .unwrap_or_else(|| "https://api.anthropic.com".into()),
+                api_key: key.clone(),
+                model: a.discriminator_model.clone(),
+                timeout: Duration::from_millis(a.discriminator_timeout_ms),
+                max_tokens: 200,
+            })?),
+            None => {
+                tracing::warn!(
+                    "no ANTHROPIC_API_KEY: the discriminate modes fall back to answering DMs and staying quiet in groups"
+                );
+                None
+            }
+        };
+        let workspaces = matches!(
+            config.agent,
+            crate::config::AgentKind::ClaudeCode | crate::config::AgentKind::Command
+        )
+        .then(|| Workspaces::new(&config.workspace_root));
+        Ok(Arc::new(Self {
+            store,
+            agent,
+            bot: BotIdentity {
+                name: config.bot_name.clone(),
+                aliases: a.aliases.clone(),
+            },
+            owner: config.owner.clone(),
+            discriminator,
+            daily_calls: a.discriminator_daily_calls,
+            utc_offset: a.offset()?,
+            workspaces,
+            metrics,
+            wake: wakes.gate,
+            turns_wake: wakes.turns,
+            outbox_wake: wakes.outbox,
+            busy_chats: Mutex::new(HashSet::new()),
+        }))
+    }
+
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let pending = self
+                .store
+                .read(|c| gate_store::pending(c, 1024))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "gate: cannot read pending messages");
+                    Vec::new()
+                });
+            let mut chats: Vec<String> = Vec::new();
+            for m in &pending {
+                if !chats.contains(&m.chat_id) {
+                    chats.push(m.chat_id.clone());
+                }
+            }
+            for chat_id in chats {
+                if !self.claim(&chat_id) {
+                    continue;
+                }
+                let me = self.clone();
+                tokio::spawn(async move {
+                    me.drain_chat(&chat_id).await;
+                    me.release(&chat_id);
+                    me.wake.notify_one();
+                });
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+            }
+        }
+    }
+
+    fn claim(&self, chat_id: &str) -> bool {
+        self.busy_chats
+            .lock()
+            .map(|mut s| s.insert(chat_id.to_owned()))
+            .unwrap_or(false)
+    }
+
+    fn release(&self, chat_id: &str) {
+        if let Ok(mut s) = self.busy_chats.lock() {
+            s.remove(chat_id);
+        }
+    }
+
+    /// Decides the chat's pending messages one by one, in order.
+    async fn drain_chat(&self, chat_id: &str) {
+        loop {
+            let chat = chat_id.to_owned();
+            let next = self
+                .store
+                .read(move |c| {
+                    Ok(gate_store::pending(c, 1024)?
+                        .into_iter()
+                        .find(|m| m.chat_id == chat))
+                })
+                .await;
+            let msg = match next {
+                Ok(Some(m)) => m,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "gate: cannot read the next message");
+                    return;
+                }
+            };
+            let span = tracing::info_span!("gate", request_id = %msg.request_id, chat_id = %msg.chat_id, message_id = %msg.id);
+            if let Err(e) = self.decide_one(msg).instrument(span).await {
+                // Left pending: the next pass (or the next start) decides it.
+                tracing::error!(error = %e, "gate: could not record a decision");
+                return;
+            }
+        }
+    }
+
+    async fn decide_one(&self, msg: PendingMessage) -> StoreResult<()> {
+        let started = Instant::now();
+        let m = msg.clone();
+        let facts = self
+            .store
+            .read(move |c| gate_store::facts(c, &m, RECENT))
+            .await?;
+        let mode = facts
+            .mode
+            .as_deref()
+            .and_then(AttentionMode::parse)
+            .unwrap_or_else(|| AttentionMode::default_for(facts.is_group));
+        let chat = ChatFacts {
+            is_group: facts.is_group,
+            display_name: facts.display_name.clone(),
+            participants: facts.participants.clone(),
+            owner: self.owner.clone(),
+        };
+        let incoming = Incoming {
+            sender: msg.sender.clone(),
+            text: msg.text.clone(),
+            has_non_text: msg.has_non_text(),
+            replies_to_bot: facts.replies_to_bot,
+        };
+        let verdict = decide(mode, &self.bot, &chat, &incoming);
+        let elapsed = |started: Instant| started.elapsed().as_micros() as i64;
+        let (record, reply) = match verdict {
+            Verdict::Respond { rule, reason } => (
+                decision("respond", rule.as_str(), reason, elapsed(started), None),
+                None,
+            ),
+            Verdict::Skip { rule, reason } => (
+                decision("skip", rule.as_str(), reason, elapsed(started), None),
+                None,
+            ),
+            Verdict::Refuse { reason } => (
+                decision("refused", "Command", reason, elapsed(started), None),
+                Some(refusal_text()),
+            ),
+            Verdict::Command(command) => {
+                let text = self.run_command(&msg, mode, command).await?;
+                (
+                    decision(
+                        "command",
+                        "Command",
+                        "owner command".into(),
+                        elapsed(started),
+                        None,
+                    ),
+                    Some(text),
+                )
+            }
+            Verdict::AskModel => {
+                self.ask_model(&msg, &chat, &incoming, &facts.recent, started)
+                    .await?
+            }
+        };
+        let accumulate = facts.accumulate;
+        let status = record.status;
+        tracing::info!(
+            target: "gate.decision",
+            decision = status,
+            rule = %record.rule,
+            reason = %record.reason,
+            latency_us = record.latency_us,
+            cost_usd = record.cost_usd.unwrap_or(0.0),
+            mode = mode.as_str(),
+            "gate.decision"
+        );
+        let m = msg.clone();
+        let turn = self
+            .store
+            .write(move |c| {
+                let turn = gate_store::record(c, &m, &record, accumulate)?;
+                if let Some(text) = reply {
+                    outbox::enqueue(
+                        c,
+                        &m.chat_id,
+                        None,
+                        &OutgoingMessage {
+                            text,
+                            reply_to: Some(m.id.clone()),
+                            attachments: Vec::new(),
+                        },
+                        &m.request_id,
+                        now_ms(),
+                    )?;
+                }
+                Ok(turn)
+            })
+            .await?;
+        match status {
+            "respond" => Metrics::inc(&self.metrics.gate_respond),
+            "skip" => Metrics::inc(&self.metrics.gate_skip),
+            _ => Metrics::inc(&self.metrics.gate_command),
+        }
+        if turn.is_some() {
+            self.turns_wake.notify_one();
+        } else {
+            self.outbox_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The discriminate modes: the budget, then the model, then the fallback on failure.
+    async fn ask_model(
+        &self,
+        msg: &PendingMessage,
+        chat: &ChatFacts,
+        incoming: &Incoming,
+        recent: &[gate_store::RecentMessage],
+        started: Instant,
+    ) -> StoreResult<(GateRecord, Option<String>)> {
+        let day = self.today();
+        let (chat_id, d) = (msg.chat_id.clone(), day.clone());
+        let (calls, _, _) = self
+            .store
+            .read(move |c| gate_store::spend(c, &chat_id, &d))
+            .await?;
+        if calls >= self.daily_calls {
+            self.tell_owner_of_budget(&msg.chat_id, &day).await?;
+            // Over budget: mentions-only until midnight. decide() found no mention or reply.
+            return Ok((
+                decision(
+                    "skip",
+                    "Budget",
+                    format!(
+                        "discriminator budget of {} calls used today; mentions only until midnight",
+                        self.daily_calls
+                    ),
+                    started.elapsed().as_micros() as i64,
+                    None,
+                ),
+                None,
+            ));
+        }
+        let Some(discriminator) = &self.discriminator else {
+            return Ok((
+                self.fallback(chat.is_group, "no model configured", started),
+                None,
+            ));
+        };
+        let prompt = self.prompt_for(&msg.chat_id);
+        let context: Vec<ContextMessage> = recent
+            .iter()
+            .map(|r| ContextMessage {
+                sender: r.sender.clone(),
+                text: r.text.clone(),
+                from_bot: r.from_bot,
+            })
+            .collect();
+        let input = DiscriminatorInput {
+            prompt_template: &prompt,
+            chat,
+            bot: &self.bot,
+            recent: &context,
+            incoming,
+        };
+        let outcome = discriminator.decide(&input).await;
+        let (chat_id, d) = (msg.chat_id.clone(), day);
+        let cost = outcome.as_ref().map(|o| o.cost_usd).unwrap_or(0.0);
+        self.store
+            .write(move |c| gate_store::add_spend(c, &chat_id, &d, cost))
+            .await?;
+        Ok(match outcome {
+            Ok(o) => (
+                decision(
+                    if o.should_respond { "respond" } else { "skip" },
+                    "Model",
+                    o.reason,
+                    started.elapsed().as_micros() as i64,
+                    Some(o.cost_usd),
+                ),
+                None,
+            ),
+            Err(e) => (self.fallback(chat.is_group, &e.to_string(), started), None),
+        })
+    }
+
+    fn fallback(&self, is_group: bool, why: &str, started: Instant) -> GateRecord {
+        let respond = crate::gate::discriminator::fallback(is_group);
+        decision(
+            if respond { "respond" } else { "skip" },
+            "Fallback",
+            format!(
+                "discriminator unavailable ({why}); {}",
+                if respond {
+                    "answering in a DM"
+                } else {
+                    "staying quiet in a group"
+                }
+            ),
+            started.elapsed().as_micros() as i64,
+            None,
+        )
+    }
+
+    async fn tell_owner_of_budget(&self, chat_id: &str, day: &str) -> StoreResult<()> {
+        let Some(owner) = self.owner.clone() else {
+            return Ok(());
+        };
+        let (chat, day, limit) = (chat_id.to_owned(), day.to_owned(), self.daily_calls);
+        let told = self
+            .store
+            .write(move |c| {
+                if !gate_store::mark_budget_notice(c, &chat, &day)? {
+                    return Ok(false);
+                }
+                let Some(dm) = gate_store::owner_dm(c, &owner)? else {
+                    return Ok(false);
+                };
+                let text = format!(
+                    "Heads up: the chat {chat} used its {limit} attention checks for today, so until midnight I'll only answer there when mentioned."
+                );
+                outbox::enqueue(
+                    c,
+                    &dm,
+                    None,
+                    &OutgoingMessage {
+                        text,
+                        reply_to: None,
+                        attachments: Vec::new(),
+                    },
+                    "budget-notice",
+                    now_ms(),
+                )?;
+                Ok(true)
+            })
+            .await?;
+        if told {
+            self.outbox_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The chat's discriminator prompt: its `.picortex/prompts/discriminator.md` (seeded from
+    /// the default the first time), or the default for chats without a home.
+    fn prompt_for(&self, chat_id: &str) -> String {
+        let Some(workspaces) = &self.workspaces else {
+            return DEFAULT_PROMPT.to_owned();
+        };
+        let Ok(home) = workspaces.ensure_home(chat_id) else {
+            return DEFAULT_PROMPT.to_owned();
+        };
+        let path = home.join(PROMPT_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) if !text.trim().is_empty() => text,
+            _ => DEFAULT_PROMPT.to_owned(),
+        }
+    }
+
+    fn today(&self) -> String {
+        let now = time::OffsetDateTime::now_utc().to_offset(self.utc_offset);
+        let d = now.date();
+        format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    }
+
+    async fn run_command(
+        &self,
+        msg: &PendingMessage,
+        mode: AttentionMode,
+        command: OwnerCommand,
+    ) -> StoreResult<String> {
+        let set_mode = |new: AttentionMode| {
+            let chat = msg.chat_id.clone();
+            async move {
+                self.store
+                    .write(move |c| gate_store::set_mode(c, &chat, new.as_str()))
+                    .await
+                    .map(|_| new)
+            }
+        };
+        Ok(match command {
+            OwnerCommand::Attention(new) => {
+                let new = set_mode(new).await?;
+                format!("Attention here is now {}.", new.as_str())
+            }
+            OwnerCommand::Louder => {
+                let new = set_mode(mode.louder()).await?;
+                format!("Louder: attention here is now {}.", new.as_str())
+            }
+            OwnerCommand::Quieter => {
+                let new = set_mode(mode.quieter()).await?;
+                format!("Quieter: attention here is now {}.", new.as_str())
+            }
+            OwnerCommand::Status => self.status_text(&msg.chat_id, mode).await?,
+            OwnerCommand::Reset => match self.agent.reset(&msg.chat_id).await {
+                Ok(()) => "Done: the next message here starts a fresh session.".into(),
+                Err(e) => format!("I couldn't reset this chat's session: {e}"),
+            },
+            OwnerCommand::Help | OwnerCommand::Unknown(_) => help_text(&self.bot),
+            // Lifecycle commands arrive with hibernation and archiving; until then, the help.
+            _ => help_text(&self.bot),
+        })
+    }
+
+    async fn status_text(&self, chat_id: &str, mode: AttentionMode) -> StoreResult<String> {
+        let (chat, day) = (chat_id.to_owned(), self.today());
+        let midnight_ms = {
+            let now = time::OffsetDateTime::now_utc().to_offset(self.utc_offset);
+            let midnight = now.replace_time(time::Time::MIDNIGHT);
+            (midnight.unix_timestamp_nanos() / 1_000_000) as i64
+        };
+        let (session, turn_spend, (calls, gate_spend, _), decisions) = self
+            .store
+            .read(move |c| {
+                Ok((
+                    gate_store::last_session(c, &chat)?,
+                    gate_store::turn_spend_since(c, &chat, midnight_ms)?,
+                    gate_store::spend(c, &chat, &day)?,
+                    gate_store::recent_decisions(c, &chat, 4)?,
+                ))
+            })
+            .await?;
+        let mut lines = vec![
+            format!("Attention: {}", mode.as_str()),
+            format!("Agent: {}", self.agent.name()),
+            format!("Session: {}", session.as_deref().unwrap_or("none yet")),
+            format!(
+                "Spend today: ${turn_spend:.4} on answers, ${gate_spend:.4} on {calls} attention checks"
+            ),
+        ];
+        if !decisions.is_empty() {
+            lines.push("Last decisions:".into());
+            for d in decisions.iter().take(3) {
+                let preview: String = d.text.chars().take(30).collect();
+                lines.push(format!(
+                    "• {} \"{}\": {} ({})",
+                    d.sender,
+                    preview,
+                    d.status,
+                    d.reason.as_deref().unwrap_or("")
+                ));
+            }
+        }
+        Ok(lines.join("\n"))
+    }
+}
+
+fn decision(
+    status: &'static str,
+    rule: &str,
+    reason: String,
+    latency_us: i64,
+    cost_usd: Option<f64>,
+) -> GateRecord {
+    GateRecord {
+        status,
+        rule: rule.to_ascii_lowercase(),
+        reason,
+        latency_us,
+        cost_usd,
+    }
+}
