@@ -254,13 +254,7 @@ async fn the_typing_indicator_shows_while_a_dm_turn_runs() {
             .await;
     let (chat, _) = stack.sim.dm("+15551230007", "think hard").await;
     let state_url = format!("{}/sim/api/state", stack.sim.url());
-    let typing = |state: serde_json::Value| {
-        state["chats"]
-            .as_array()
-            .and_then(|chats| chats.iter().find(|c| c["id"] == chat.as_str()).cloned())
-            .and_then(|c| c["bot_typing"].as_bool())
-    };
-    eventually(WAIT, "typing on", || async {
+    let typing = || async {
         let state: serde_json::Value = stack
             .sim
             .http
@@ -271,22 +265,19 @@ async fn the_typing_indicator_shows_while_a_dm_turn_runs() {
             .json()
             .await
             .ok()?;
-        (typing(state) == Some(true)).then_some(())
+        state["chats"]
+            .as_array()?
+            .iter()
+            .find(|c| c["id"] == chat.as_str())?["bot_typing"]
+            .as_bool()
+    };
+    eventually(WAIT, "typing on", || async {
+        (typing().await == Some(true)).then_some(())
     })
     .await;
     reply_texts(&stack.sim, &chat, 1).await;
     eventually(WAIT, "typing off", || async {
-        let state: serde_json::Value = stack
-            .sim
-            .http
-            .get(&state_url)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (typing(state) == Some(false)).then_some(())
+        (typing().await == Some(false)).then_some(())
     })
     .await;
 }

@@ -93,21 +93,11 @@ pub fn claim_runnable(conn: &Connection, limit: usize) -> StoreResult<Vec<TurnWo
          ORDER BY t.id LIMIT ?1",
     )?;
     let picked = stmt
-        .query_map([limit as i64], |r| {
-            Ok(TurnWork {
-                turn_id: r.get(0)?,
-                chat_id: r.get(1)?,
-                request_id: r.get(2)?,
-                attempt: r.get::<_, i64>(3)? + 1,
-                is_group: r.get(4)?,
-                messages: Vec::new(),
-                participants: Vec::new(),
-                context: Vec::new(),
-            })
-        })?
+        .query_map([limit as i64], turn_work)?
         .collect::<Result<Vec<_>, _>>()?;
     let mut claimed = Vec::with_capacity(picked.len());
     for mut work in picked {
+        work.attempt += 1;
         conn.execute(
             "UPDATE turns SET status = 'running', attempts = attempts + 1, started_at = ?2 WHERE id = ?1",
             params![work.turn_id, now],
@@ -118,6 +108,21 @@ pub fn claim_runnable(conn: &Connection, limit: usize) -> StoreResult<Vec<TurnWo
         claimed.push(work);
     }
     Ok(claimed)
+}
+
+/// A turn from a row of `id, chat_id, request_id, attempts, is_group`; `attempt` is the attempts
+/// so far, and the messages are loaded separately.
+fn turn_work(r: &rusqlite::Row<'_>) -> rusqlite::Result<TurnWork> {
+    Ok(TurnWork {
+        turn_id: r.get(0)?,
+        chat_id: r.get(1)?,
+        request_id: r.get(2)?,
+        attempt: r.get(3)?,
+        is_group: r.get(4)?,
+        messages: Vec::new(),
+        participants: Vec::new(),
+        context: Vec::new(),
+    })
 }
 
 fn participants(conn: &Connection, chat_id: &str) -> StoreResult<Vec<String>> {
@@ -253,18 +258,7 @@ pub fn recover_interrupted(conn: &Connection) -> StoreResult<(usize, usize)> {
          JOIN chats c ON c.id = t.chat_id WHERE t.status = 'running'",
     )?;
     let doomed = stmt
-        .query_map([], |r| {
-            Ok(TurnWork {
-                turn_id: r.get(0)?,
-                chat_id: r.get(1)?,
-                request_id: r.get(2)?,
-                attempt: r.get(3)?,
-                is_group: r.get(4)?,
-                messages: Vec::new(),
-                participants: Vec::new(),
-                context: Vec::new(),
-            })
-        })?
+        .query_map([], turn_work)?
         .collect::<Result<Vec<_>, _>>()?;
     let failed = doomed.len();
     for mut work in doomed {
