@@ -131,6 +131,7 @@ pub async fn start_with_agent(
         started: Instant::now(),
         agent_name: agent.name(),
         tmux_version,
+        isolation: isolation_report(),
         webhook_body_limit: config.webhook_body_limit,
         frontend_log_bucket: TokenBucket::new(20, 1.0),
     });
@@ -159,6 +160,33 @@ pub async fn start_with_agent(
         metrics,
         tasks,
         shutdown,
+    })
+}
+
+/// What isolates chats from each other here. Today every chat runs as the daemon's user,
+/// confined by Landlock to its home where the kernel has it: degraded, and said loudly.
+fn isolation_report() -> serde_json::Value {
+    let abi = picortex_runner::confine::kernel_abi();
+    let missing = [
+        "per-chat Linux users",
+        "mount, PID, IPC, UTS and network namespaces",
+        "cgroup limits",
+        "seccomp filter",
+        "model gateway (agents get the API key)",
+    ];
+    let mode = if abi > 0 { "landlock" } else { "none" };
+    tracing::warn!(
+        isolation = "degraded",
+        mode,
+        landlock_abi = abi,
+        missing = ?missing,
+        "chats are not fully isolated: each runs as this user, confined only by Landlock (if any)"
+    );
+    serde_json::json!({
+        "status": "degraded",
+        "mode": mode,
+        "landlock_abi": abi,
+        "missing": missing,
     })
 }
 

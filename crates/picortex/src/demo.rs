@@ -35,24 +35,13 @@ enum DemoAgent {
 }
 
 fn pick_agent(claude_bin: &Path) -> DemoAgent {
-    let claude = find_program(claude_bin);
+    let claude = crate::runner_agent::which(claude_bin);
     let key = std::env::var("ANTHROPIC_API_KEY").is_ok_and(|k| !k.trim().is_empty());
     match (claude, key) {
         (Some(claude), true) => DemoAgent::RealClaude { claude },
         (Some(claude), false) => DemoAgent::ScriptedClaude { claude },
         (None, _) => DemoAgent::Echo,
     }
-}
-
-/// `program` itself if it is a path to a file, else the first match on PATH.
-fn find_program(program: &Path) -> Option<PathBuf> {
-    if program.components().count() > 1 {
-        return program.is_file().then(|| program.to_owned());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|c| c.is_file())
 }
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);

@@ -30,13 +30,38 @@ pub struct RunnerAgent {
 
 impl RunnerAgent {
     pub fn from_config(config: &Config) -> Result<Self, AgentError> {
-        let (runner, mut args) = match &config.agents.runner_bin {
+        let (runner, prefix) = match &config.agents.runner_bin {
             Some(p) => (p.clone(), Vec::new()),
             None => default_runner()?,
         };
         let a = &config.agents;
-        args.push("--idle-timeout-secs".into());
-        args.push(a.idle_timeout_secs.to_string().into());
+        let mut args: Vec<OsString> = vec![
+            "--idle-timeout-secs".into(),
+            a.idle_timeout_secs.to_string().into(),
+        ];
+        // The confined chat may execute the runner and the agent CLI from where they live.
+        let mut allow_exec: Vec<PathBuf> = Vec::new();
+        for program in [Some(runner.clone()), which(&a.claude_bin)]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(dir) = program
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_owned))
+            {
+                allow_exec.push(dir);
+            }
+        }
+        if config.agent == AgentKind::Command
+            && let Some(program) = a.command.first().and_then(|c| which(Path::new(c)))
+            && let Some(dir) = program
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_owned))
+        {
+            allow_exec.push(dir);
+        }
         let kind = match config.agent {
             AgentKind::ClaudeCode => {
                 args.extend(["--agent".into(), "claude-code".into()]);
@@ -91,8 +116,10 @@ impl RunnerAgent {
             workspaces: Workspaces::new(&config.workspace_root),
             launch: RunnerLaunch {
                 program: runner,
+                prefix,
                 args,
                 env,
+                allow_exec,
             },
             bot_name: config.bot_name.clone(),
             owner: config.owner.clone(),
@@ -108,6 +135,9 @@ impl RunnerAgent {
             .map_err(|e| AgentError::Retryable(format!("writing the system prompt: {e}")))?;
         let mut launch = self.launch.clone();
         launch.env.push(("HOME".into(), home.display().to_string()));
+        launch
+            .env
+            .push(("TMPDIR".into(), home.join(".tmp").display().to_string()));
         let stream = self.connect(&home, &launch).await?;
         let spec = TurnSpec {
             turn_id: request.turn_id,
@@ -216,6 +246,17 @@ fn sent_file(home: &Path, relative: &str) -> Option<PathBuf> {
 
 fn runner_socket(home: &Path) -> PathBuf {
     home.join(".picortex").join("runner.sock")
+}
+
+/// `program` if it names a file, else its first match on PATH.
+pub fn which(program: &Path) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return program.is_file().then(|| program.to_owned());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|c| c.is_file())
 }
 
 /// `picortex-runner` next to the running binary (or one level up, for test binaries in

@@ -29,6 +29,8 @@ pub struct AppState {
     pub started: Instant,
     pub agent_name: &'static str,
     pub tmux_version: Option<String>,
+    /// How chats are isolated on this host, for /health.
+    pub isolation: serde_json::Value,
     pub webhook_body_limit: usize,
     pub frontend_log_bucket: TokenBucket,
 }
@@ -158,6 +160,7 @@ async fn health(State(app): State<Arc<AppState>>) -> Response {
             "db": {"ok": db_ok},
             "tmux": {"ok": app.tmux_version.is_some(), "version": app.tmux_version},
             "agent": app.agent_name,
+            "isolation": app.isolation,
             "counters": app.metrics.snapshot(),
             "turns": turns,
             "deliveries": deliveries,

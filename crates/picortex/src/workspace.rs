@@ -53,10 +53,14 @@ pub fn chat_dir_name(chat_id: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct RunnerLaunch {
     pub program: PathBuf,
-    /// Its arguments (a subcommand first, if any), before `--home <home>`.
+    /// Arguments that select the runner (`runner` when the program is `picortex` itself).
+    pub prefix: Vec<OsString>,
+    /// The agent kind and its fixed flags.
     pub args: Vec<OsString>,
     /// Environment for the chat's tmux session (and so the runner and the agent).
     pub env: Vec<(String, String)>,
+    /// Directories the confined chat may execute from besides the system's.
+    pub allow_exec: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +100,7 @@ impl Workspaces {
                     }
                     std::fs::create_dir_all(home.join(".picortex").join("turns"))
                         .map_err(io_err(&home))?;
+                    std::fs::create_dir_all(home.join(".tmp")).map_err(io_err(&home))?;
                     std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))
                         .map_err(io_err(&home))?;
                     seed(&home)?;
@@ -118,6 +123,7 @@ impl Workspaces {
     ) -> Result<(), WorkspaceError> {
         let tmux = Tmux::for_home(home);
         let runner_cmd: Vec<OsString> = std::iter::once(launch.program.clone().into_os_string())
+            .chain(launch.prefix.iter().cloned())
             .chain(launch.args.iter().cloned())
             .chain([OsString::from("--home"), home.as_os_str().to_owned()])
             .collect();
@@ -142,7 +148,37 @@ impl Workspaces {
             }
             args.push("--".into());
             args.extend(runner_cmd.iter().cloned());
-            tmux.run("new-session", &args).await?;
+            // The server is started through the runner's confining launcher, so the server and
+            // every window it ever opens (agent and shell) stay inside the chat's Landlock domain.
+            let mut launcher: Vec<OsString> = launch.prefix.clone();
+            launcher.extend(["--home".into(), home.as_os_str().to_owned()]);
+            for dir in &launch.allow_exec {
+                launcher.push("--allow-exec".into());
+                launcher.push(dir.as_os_str().to_owned());
+            }
+            launcher.extend(["--exec".into(), "tmux".into(), "-S".into()]);
+            launcher.push(tmux.socket().as_os_str().to_owned());
+            launcher.extend(args);
+            let out = tokio::process::Command::new(&launch.program)
+                .args(&launcher)
+                .stdin(std::process::Stdio::null())
+                .output();
+            let out = tokio::time::timeout(Duration::from_secs(10), out)
+                .await
+                .map_err(|_| WorkspaceError::Tmux {
+                    action: "new-session",
+                    detail: "no answer within 10 s".into(),
+                })?
+                .map_err(|e| WorkspaceError::Tmux {
+                    action: "new-session",
+                    detail: e.to_string(),
+                })?;
+            if !out.status.success() {
+                return Err(WorkspaceError::Tmux {
+                    action: "new-session",
+                    detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                });
+            }
             // Keep the transcript on screen when the runner exits (idle), so it can be respawned
             // in place and the owner still sees the history.
             tmux.run(
@@ -208,7 +244,8 @@ fn seed(home: &Path) -> Result<(), WorkspaceError> {
     let prompt = prompts.join("discriminator.md");
     std::fs::write(&prompt, crate::gate::discriminator::DEFAULT_PROMPT).map_err(io_err(&prompt))?;
     let ignore = home.join(".gitignore");
-    std::fs::write(&ignore, ".picortex/*\n!.picortex/prompts/\n").map_err(io_err(&ignore))?;
+    std::fs::write(&ignore, ".picortex/*\n!.picortex/prompts/\n.tmp/\n")
+        .map_err(io_err(&ignore))?;
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .arg("-C")

@@ -28,8 +28,16 @@ pub struct Args {
     /// The chat's home: the agent's working directory; state lives in `.picortex/` beneath it.
     #[arg(long)]
     pub home: PathBuf,
-    #[arg(long, value_enum)]
-    pub agent: AgentKind,
+    #[arg(long, value_enum, required_unless_present = "exec")]
+    pub agent: Option<AgentKind>,
+    /// Directories besides the system's that confined processes may execute from (the runner's
+    /// and the agent CLI's installation).
+    #[arg(long = "allow-exec")]
+    pub allow_exec: Vec<PathBuf>,
+    /// Instead of serving turns: confine this process to the home (Landlock) and run the given
+    /// command in its place, e.g. the chat's tmux server, so all it starts is confined too.
+    #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "COMMAND")]
+    pub exec: Vec<std::ffi::OsString>,
     /// Exit after this long without a turn.
     #[arg(long, default_value_t = 900)]
     pub idle_timeout_secs: u64,
@@ -52,11 +60,17 @@ pub struct Args {
     pub watchdog_secs: u64,
 }
 
-/// Runs the runner until it exits idle.
+/// Runs the runner until it exits idle (or, with `--exec`, becomes the confined command).
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let state = args.home.join(".picortex");
     std::fs::create_dir_all(&state)?;
-    let backend: Box<dyn Backend> = match args.agent {
+    if !args.exec.is_empty() {
+        return exec_confined(&args);
+    }
+    let Some(agent) = args.agent else {
+        anyhow::bail!("--agent is required unless --exec is given");
+    };
+    let backend: Box<dyn Backend> = match agent {
         AgentKind::Command => {
             let program = args
                 .command
@@ -89,4 +103,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         backend,
     )
     .await
+}
+
+/// Confines this process to the chat's home and replaces it with `args.exec`.
+fn exec_confined(args: &Args) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let enforcement = crate::confine::confine(&args.home, &args.allow_exec)?;
+    if enforcement != crate::confine::Enforcement::Full {
+        eprintln!("picortex-runner: Landlock confinement is {enforcement:?} on this kernel");
+    }
+    let (program, rest) = args
+        .exec
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("--exec needs a command"))?;
+    // exec only returns on failure.
+    let err = std::process::Command::new(program).args(rest).exec();
+    Err(anyhow::anyhow!("exec {}: {err}", program.to_string_lossy()))
 }

@@ -19,6 +19,9 @@ use super::Backend;
 use crate::protocol::{TurnResult, TurnSpec};
 use crate::transcript::Transcript;
 
+/// How long a starting CLI may take to say anything.
+const STARTUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 #[derive(Debug, Clone)]
 pub struct ClaudeConfig {
     pub program: PathBuf,
@@ -140,24 +143,30 @@ impl ClaudeBackend {
         let _ = process.stdin.flush().await;
 
         let mut texts: Vec<String> = Vec::new();
+        let mut started = false;
         loop {
             let Some(process) = self.process.as_mut() else {
                 return TurnResult::failed(turn.turn_id, "claude went away", true);
             };
-            let next = tokio::time::timeout(self.config.watchdog, process.stdout.next_line()).await;
+            // A (re)starting CLI is silent until its first event; give it longer than the
+            // watchdog, which is about a stream that started and then went quiet.
+            let limit = if started {
+                self.config.watchdog
+            } else {
+                self.config.watchdog.max(STARTUP_TIMEOUT)
+            };
+            let next = tokio::time::timeout(limit, process.stdout.next_line()).await;
+            started = true;
             let line = match next {
                 Err(_) => {
                     transcript.note(&format!(
                         "no output from claude for {} s; stopping it",
-                        self.config.watchdog.as_secs()
+                        limit.as_secs()
                     ));
                     self.kill().await;
                     return TurnResult::failed(
                         turn.turn_id,
-                        format!(
-                            "the agent went silent for {} s (watchdog)",
-                            self.config.watchdog.as_secs()
-                        ),
+                        format!("the agent went silent for {} s (watchdog)", limit.as_secs()),
                         false,
                     );
                 }
