@@ -74,6 +74,8 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// Largest webhook body accepted, in bytes (larger: 413).
     pub webhook_body_limit: usize,
+    /// Bearer token for the owner's API (`/api/chats/…`); unset: the API is off.
+    pub api_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -205,6 +207,7 @@ impl Default for Config {
             turns: TurnsConfig::default(),
             outbox: OutboxConfig::default(),
             webhook_body_limit: 256 * 1024,
+            api_token: None,
         }
     }
 }
@@ -255,6 +258,7 @@ pub const ENV_KEYS: &[&str] = &[
     "LINQ_PHONE",
     "ANTHROPIC_API_KEY",
     "ANTHROPIC_BASE_URL",
+    "PICORTEX_API_TOKEN",
 ];
 
 impl Config {
@@ -315,6 +319,9 @@ impl Config {
                 message,
             })?;
         }
+        if let Some(v) = get("PICORTEX_API_TOKEN") {
+            self.api_token = Some(v);
+        }
         if let Some(v) = get("PICORTEX_CLAUDE_BIN") {
             self.agents.claude_bin = v.into();
         }
@@ -357,6 +364,11 @@ impl Config {
             ));
         }
         self.attention.offset()?;
+        if self.api_token.as_ref().is_some_and(|t| t.len() < 24) {
+            return Err(ConfigError::Invalid(
+                "api_token must be at least 24 characters (e.g. openssl rand -hex 24)".into(),
+            ));
+        }
         if self.turns.max_concurrent == 0 {
             return Err(ConfigError::Invalid(
                 "turns.max_concurrent must be at least 1".into(),

@@ -134,6 +134,7 @@ pub async fn start_with_agent(
         isolation: isolation_report(),
         webhook_body_limit: config.webhook_body_limit,
         frontend_log_bucket: TokenBucket::new(20, 1.0),
+        api_token: config.api_token.clone(),
     });
     let addr = listener.local_addr()?;
     let shutdown = Arc::new(Notify::new());

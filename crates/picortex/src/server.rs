@@ -33,6 +33,8 @@ pub struct AppState {
     pub isolation: serde_json::Value,
     pub webhook_body_limit: usize,
     pub frontend_log_bucket: TokenBucket,
+    /// The owner's API bearer token; `None` turns the API off.
+    pub api_token: Option<String>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -43,6 +45,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(webhook_with_limit).layer(DefaultBodyLimit::max(webhook_limit)),
         )
         .route("/health", get(health))
+        .route("/api/chats/{chat_id}/decisions", get(chat_decisions))
         .route(
             "/api/frontend-log",
             post(frontend_log).layer(DefaultBodyLimit::max(FRONTEND_LOG_LIMIT)),
@@ -168,6 +171,74 @@ async fn health(State(app): State<Arc<AppState>>) -> Response {
         })),
     )
         .into_response()
+}
+
+/// Checks the owner's bearer token (constant time): `None` when allowed, else the response.
+fn denial(app: &AppState, headers: &axum::http::HeaderMap) -> Option<Response> {
+    let Some(expected) = &app.api_token else {
+        return Some(json_error(
+            StatusCode::NOT_FOUND,
+            "the owner API is off: set api_token (PICORTEX_API_TOKEN)",
+        ));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if linq::webhook::secrets_equal(given.as_bytes(), expected.as_bytes()) {
+        None
+    } else {
+        Some(json_error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        ))
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct DecisionsQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/chats/{chat_id}/decisions?limit=N`: the chat's latest attention decisions, newest
+/// first (for the UI: each message's rule, reason, latency and cost).
+async fn chat_decisions(
+    State(app): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path(chat_id): axum::extract::Path<String>,
+    query: Result<axum::extract::Query<DecisionsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Some(denied) = denial(&app, &headers) {
+        return denied;
+    }
+    let limit = match query {
+        Ok(q) => q.limit.unwrap_or(50),
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.body_text()),
+    };
+    if !(1..=500).contains(&limit) {
+        return json_error(StatusCode::BAD_REQUEST, "limit must be between 1 and 500");
+    }
+    let id = chat_id.clone();
+    let result = app
+        .store
+        .read(move |c| {
+            if !crate::store::messages::chat_exists(c, &id)? {
+                return Ok(None);
+            }
+            Ok(Some(gate::recent_decisions(c, &id, limit)?))
+        })
+        .await;
+    match result {
+        Ok(Some(decisions)) => {
+            Json(serde_json::json!({"chat_id": chat_id, "decisions": decisions})).into_response()
+        }
+        Ok(None) => json_error(StatusCode::NOT_FOUND, "no such chat"),
+        Err(e) => {
+            tracing::error!(error = %e, "reading decisions");
+            json_error(StatusCode::SERVICE_UNAVAILABLE, "could not read the store")
+        }
+    }
 }
 
 /// What the browser reports: an error or a log line from the UI.
