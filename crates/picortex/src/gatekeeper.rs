@@ -109,20 +109,14 @@ impl Gatekeeper {
 
     pub async fn run(self: Arc<Self>) {
         loop {
-            let pending = self
+            let chats = self
                 .store
-                .read(|c| gate_store::pending(c, 1024))
+                .read(gate_store::chats_with_pending)
                 .await
                 .unwrap_or_else(|e| {
                     tracing::error!(error = %e, "gate: cannot read pending messages");
                     Vec::new()
                 });
-            let mut chats: Vec<String> = Vec::new();
-            for m in &pending {
-                if !chats.contains(&m.chat_id) {
-                    chats.push(m.chat_id.clone());
-                }
-            }
             for chat_id in chats {
                 if !self.claim(&chat_id) {
                     continue;
@@ -160,11 +154,7 @@ impl Gatekeeper {
             let chat = chat_id.to_owned();
             let next = self
                 .store
-                .read(move |c| {
-                    Ok(gate_store::pending(c, 1024)?
-                        .into_iter()
-                        .find(|m| m.chat_id == chat))
-                })
+                .read(move |c| gate_store::next_pending(c, &chat))
                 .await;
             let msg = match next {
                 Ok(Some(m)) => m,

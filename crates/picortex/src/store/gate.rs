@@ -29,26 +29,36 @@ impl PendingMessage {
     }
 }
 
-/// Messages awaiting the gate, oldest first.
-pub fn pending(conn: &Connection, limit: usize) -> StoreResult<Vec<PendingMessage>> {
+/// Chats with messages awaiting the gate.
+pub fn chats_with_pending(conn: &Connection) -> StoreResult<Vec<String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT DISTINCT chat_id FROM messages WHERE gate_status = 'pending'")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The chat's oldest message awaiting the gate, if any.
+pub fn next_pending(conn: &Connection, chat_id: &str) -> StoreResult<Option<PendingMessage>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, chat_id, COALESCE(sender, ''), text, parts_json, reply_to,
                 COALESCE(request_id, ''), created_at
-         FROM messages WHERE gate_status = 'pending' ORDER BY created_at, rowid LIMIT ?1",
+         FROM messages WHERE chat_id = ?1 AND gate_status = 'pending'
+         ORDER BY created_at, rowid LIMIT 1",
     )?;
-    let rows = stmt.query_map([limit as i64], |r| {
-        Ok(PendingMessage {
-            id: r.get(0)?,
-            chat_id: r.get(1)?,
-            sender: r.get(2)?,
-            text: r.get(3)?,
-            parts_json: r.get(4)?,
-            reply_to: r.get(5)?,
-            request_id: r.get(6)?,
-            created_at: r.get(7)?,
+    Ok(stmt
+        .query_row([chat_id], |r| {
+            Ok(PendingMessage {
+                id: r.get(0)?,
+                chat_id: r.get(1)?,
+                sender: r.get(2)?,
+                text: r.get(3)?,
+                parts_json: r.get(4)?,
+                reply_to: r.get(5)?,
+                request_id: r.get(6)?,
+                created_at: r.get(7)?,
+            })
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        .optional()?)
 }
 
 /// One earlier message of the chat, for the discriminator's context.
