@@ -172,11 +172,13 @@ pub fn record(
     accumulate: bool,
 ) -> StoreResult<Option<i64>> {
     let now = now_ms();
-    let changed = conn.execute(
-        "UPDATE messages SET gate_status = ?2, gate_rule = ?3, gate_reason = ?4,
+    let changed = conn
+        .prepare_cached(
+            "UPDATE messages SET gate_status = ?2, gate_rule = ?3, gate_reason = ?4,
              gate_latency_us = ?5, gate_cost_usd = ?6, gate_at = ?7
          WHERE id = ?1 AND gate_status = 'pending'",
-        params![
+        )?
+        .execute(params![
             msg.id,
             decision.status,
             decision.rule,
@@ -184,31 +186,30 @@ pub fn record(
             decision.latency_us,
             decision.cost_usd,
             now
-        ],
-    )?;
+        ])?;
     if changed == 0 || decision.status != "respond" {
         return Ok(None);
     }
     let turn_id = turns::enqueue(conn, &msg.chat_id, &msg.id, &msg.request_id, now)?;
     if accumulate {
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE messages SET context_turn_id = ?1
              WHERE chat_id = ?2 AND gate_status = 'skip' AND context_turn_id IS NULL
                AND rowid < (SELECT rowid FROM messages WHERE id = ?3)",
-            params![turn_id, msg.chat_id, msg.id],
-        )?;
+        )?
+        .execute(params![turn_id, msg.chat_id, msg.id])?;
     }
     Ok(Some(turn_id))
 }
 
 /// Sets the chat's attention mode (the owner's command).
 pub fn set_mode(conn: &Connection, chat_id: &str, mode: &str) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO chat_config (chat_id, attention_mode, updated_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (chat_id) DO UPDATE SET attention_mode = excluded.attention_mode,
              updated_at = excluded.updated_at",
-        params![chat_id, mode, now_ms()],
-    )?;
+    )?
+    .execute(params![chat_id, mode, now_ms()])?;
     super::audit(
         conn,
         "owner",
@@ -232,26 +233,27 @@ pub fn spend(conn: &Connection, chat_id: &str, day: &str) -> StoreResult<(i64, f
 }
 
 pub fn add_spend(conn: &Connection, chat_id: &str, day: &str, cost: f64) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO discriminator_spend (chat_id, day, calls, cost_usd) VALUES (?1, ?2, 1, ?3)
          ON CONFLICT (chat_id, day) DO UPDATE SET calls = calls + 1, cost_usd = cost_usd + ?3",
-        params![chat_id, day, cost],
-    )?;
+    )?
+    .execute(params![chat_id, day, cost])?;
     Ok(())
 }
 
 /// Marks the owner as told that the chat hit its daily discriminator budget. Returns false if
 /// they were told already today.
 pub fn mark_budget_notice(conn: &Connection, chat_id: &str, day: &str) -> StoreResult<bool> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO discriminator_spend (chat_id, day) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-        params![chat_id, day],
-    )?;
-    let changed = conn.execute(
-        "UPDATE discriminator_spend SET budget_notice_sent = 1
+    )?
+    .execute(params![chat_id, day])?;
+    let changed = conn
+        .prepare_cached(
+            "UPDATE discriminator_spend SET budget_notice_sent = 1
          WHERE chat_id = ?1 AND day = ?2 AND budget_notice_sent = 0",
-        params![chat_id, day],
-    )?;
+        )?
+        .execute(params![chat_id, day])?;
     Ok(changed == 1)
 }
 

@@ -82,12 +82,13 @@ pub fn record_event(
         EventAction::Reaction(_) => "reaction",
         EventAction::Ignore(reason) => reason,
     };
-    let inserted = conn.execute(
+    let inserted = conn.prepare_cached(
         "INSERT INTO webhook_events
              (event_id, event_type, webhook_version, webhook_timestamp, received_at, request_id, body, outcome)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (event_id) DO NOTHING",
-        params![
+    )?
+    .execute(params![
             raw.event_id,
             raw.event_type,
             raw.webhook_version,
@@ -125,7 +126,7 @@ fn record_inbound(
     request_id: &str,
     now: i64,
 ) -> StoreResult<IngestOutcome> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO chats (id, is_group, our_handle, created_at, updated_at, last_inbound_at)
          VALUES (?1, ?2, ?3, ?4, ?4, ?4)
          ON CONFLICT (id) DO UPDATE SET
@@ -133,29 +134,31 @@ fn record_inbound(
              last_inbound_at = excluded.last_inbound_at,
              our_handle = COALESCE(chats.our_handle, excluded.our_handle),
              is_group = MAX(chats.is_group, excluded.is_group)",
-        params![m.chat_id, m.is_group, m.our_handle, now],
-    )?;
-    conn.execute(
+    )?
+    .execute(params![m.chat_id, m.is_group, m.our_handle, now])?;
+    conn.prepare_cached(
         "INSERT INTO participants (chat_id, handle, is_me, joined_at) VALUES (?1, ?2, 0, ?3)
          ON CONFLICT DO NOTHING",
-        params![m.chat_id, m.sender, now],
-    )?;
+    )?
+    .execute(params![m.chat_id, m.sender, now])?;
     if let Some(ours) = &m.our_handle {
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO participants (chat_id, handle, is_me, joined_at) VALUES (?1, ?2, 1, ?3)
              ON CONFLICT DO NOTHING",
-            params![m.chat_id, ours, now],
-        )?;
+        )?
+        .execute(params![m.chat_id, ours, now])?;
     }
     // The same message under a second event id (Linq retried with a new id) is still one message.
     // It waits for the attention gate, which decides (durably) whether it starts a turn.
-    let inserted = conn.execute(
-        "INSERT INTO messages
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO messages
              (id, chat_id, direction, sender, text, parts_json, reply_to, reply_to_part, sent_at,
               delivery_status, created_at, gate_status, request_id)
          VALUES (?1, ?2, 'inbound', ?3, ?4, ?5, ?6, ?7, ?8, 'received', ?9, 'pending', ?10)
          ON CONFLICT (id) DO NOTHING",
-        params![
+        )?
+        .execute(params![
             m.id,
             m.chat_id,
             m.sender,
@@ -166,8 +169,7 @@ fn record_inbound(
             m.sent_at,
             now,
             request_id
-        ],
-    )?;
+        ])?;
     if inserted == 0 {
         return Ok(IngestOutcome::Recorded {
             outcome: "message already stored",
@@ -179,15 +181,16 @@ fn record_inbound(
 fn apply_reaction(conn: &Connection, r: &ReactionChange, now: i64) -> StoreResult<()> {
     let emoji = r.custom_emoji.clone().unwrap_or_default();
     if r.added {
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO reactions (message_id, handle, kind, custom_emoji, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-            params![r.message_id, r.handle, r.kind, emoji, now],
-        )?;
+        )?
+        .execute(params![r.message_id, r.handle, r.kind, emoji, now])?;
     } else {
-        conn.execute(
-            "DELETE FROM reactions WHERE message_id = ?1 AND handle = ?2 AND kind = ?3 AND custom_emoji = ?4",
-            params![r.message_id, r.handle, r.kind, emoji],
+        conn.prepare_cached(
+        "DELETE FROM reactions WHERE message_id = ?1 AND handle = ?2 AND kind = ?3 AND custom_emoji = ?4",
+    )?
+    .execute(params![r.message_id, r.handle, r.kind, emoji],
         )?;
     }
     Ok(())

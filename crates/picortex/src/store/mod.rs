@@ -158,6 +158,7 @@ impl Store {
 
 fn configure(conn: &Connection) -> StoreResult<()> {
     conn.busy_timeout(Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
     // WAL so readers never block the writer; FULL so a commit is on disk before we say so.
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
@@ -200,10 +201,11 @@ fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
-    conn.execute_batch("SAVEPOINT job")?;
+    // Cached statements: this runs for every write, so it should not re-parse SQL each time.
+    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     match f(conn) {
         Ok(v) => {
-            conn.execute_batch("RELEASE job")?;
+            conn.prepare_cached("RELEASE job")?.execute([])?;
             Ok(v)
         }
         Err(e) => {
@@ -265,9 +267,10 @@ pub fn audit(
     chat_id: Option<&str>,
     detail: &serde_json::Value,
 ) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO audit_events (at, actor, kind, chat_id, detail_json) VALUES (?1, ?2, ?3, ?4, ?5)",
-        rusqlite::params![now_ms(), actor, kind, chat_id, detail.to_string()],
+    )?
+    .execute(rusqlite::params![now_ms(), actor, kind, chat_id, detail.to_string()],
     )?;
     Ok(())
 }

@@ -64,10 +64,11 @@ pub fn enqueue(
     now: i64,
 ) -> StoreResult<i64> {
     let content = serde_json::to_string(message).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO outbox (chat_id, turn_id, idempotency_key, content_json, status, next_attempt_at, request_id, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?5, ?5)",
-        params![
+    )?
+    .execute(params![
             chat_id,
             turn_id,
             uuid::Uuid::new_v4().to_string(),
@@ -146,17 +147,18 @@ pub fn mark_accepted(
     our_handle: Option<&str>,
 ) -> StoreResult<()> {
     let now = now_ms();
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE outbox SET status = 'accepted', attempts = attempts + 1, channel_message_id = ?2,
              last_error = NULL, updated_at = ?3
          WHERE id = ?1 AND status = 'pending'",
-        params![d.id, channel_message_id, now],
-    )?;
-    conn.execute(
+    )?
+    .execute(params![d.id, channel_message_id, now])?;
+    conn.prepare_cached(
         "INSERT INTO messages (id, chat_id, direction, sender, text, parts_json, reply_to, delivery_status, created_at)
          VALUES (?1, ?2, 'outbound', ?3, ?4, ?5, ?6, 'accepted', ?7)
          ON CONFLICT (id) DO NOTHING",
-        params![
+    )?
+    .execute(params![
             channel_message_id,
             d.chat_id,
             our_handle,
@@ -176,20 +178,22 @@ pub fn mark_retry(
     error: &str,
     next_attempt_at: i64,
 ) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, updated_at = ?4
          WHERE id = ?1 AND status = 'pending'",
-        params![id, error, next_attempt_at, now_ms()],
+    )?
+    .execute(params![id, error, next_attempt_at, now_ms()],
     )?;
     Ok(())
 }
 
 /// A permanent failure: stop trying and leave it visible to the owner.
 pub fn mark_failed(conn: &Connection, d: &Delivery, error: &str) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?2, updated_at = ?3
          WHERE id = ?1 AND status = 'pending'",
-        params![d.id, error, now_ms()],
+    )?
+    .execute(params![d.id, error, now_ms()],
     )?;
     super::audit(
         conn,
@@ -225,17 +229,15 @@ pub fn apply_progress(
         return Ok(());
     }
     let message_id = known_message_id.or_else(|| p.message_id.clone());
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE outbox SET status = ?2, channel_message_id = COALESCE(channel_message_id, ?3),
              last_error = COALESCE(?4, last_error), updated_at = ?5
          WHERE id = ?1",
-        params![id, p.status.as_str(), message_id, p.error, now],
-    )?;
+    )?
+    .execute(params![id, p.status.as_str(), message_id, p.error, now])?;
     if let Some(mid) = message_id {
-        conn.execute(
-            "UPDATE messages SET delivery_status = ?2 WHERE id = ?1",
-            params![mid, p.status.as_str()],
-        )?;
+        conn.prepare_cached("UPDATE messages SET delivery_status = ?2 WHERE id = ?1")?
+            .execute(params![mid, p.status.as_str()])?;
     }
     Ok(())
 }

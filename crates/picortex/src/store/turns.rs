@@ -33,17 +33,16 @@ pub fn enqueue(
     let turn_id = match queued {
         Some(id) => id,
         None => {
-            conn.execute(
-                "INSERT INTO turns (chat_id, status, request_id, created_at) VALUES (?1, 'queued', ?2, ?3)",
-                params![chat_id, request_id, now],
+            conn.prepare_cached(
+        "INSERT INTO turns (chat_id, status, request_id, created_at) VALUES (?1, 'queued', ?2, ?3)",
+    )?
+    .execute(params![chat_id, request_id, now],
             )?;
             conn.last_insert_rowid()
         }
     };
-    conn.execute(
-        "INSERT INTO turn_messages (turn_id, message_id) VALUES (?1, ?2)",
-        params![turn_id, message_id],
-    )?;
+    conn.prepare_cached("INSERT INTO turn_messages (turn_id, message_id) VALUES (?1, ?2)")?
+        .execute(params![turn_id, message_id])?;
     Ok(turn_id)
 }
 
@@ -98,9 +97,10 @@ pub fn claim_runnable(conn: &Connection, limit: usize) -> StoreResult<Vec<TurnWo
     let mut claimed = Vec::with_capacity(picked.len());
     for mut work in picked {
         work.attempt += 1;
-        conn.execute(
-            "UPDATE turns SET status = 'running', attempts = attempts + 1, started_at = ?2 WHERE id = ?1",
-            params![work.turn_id, now],
+        conn.prepare_cached(
+        "UPDATE turns SET status = 'running', attempts = attempts + 1, started_at = ?2 WHERE id = ?1",
+    )?
+    .execute(params![work.turn_id, now],
         )?;
         work.messages = turn_messages(conn, work.turn_id)?;
         work.participants = participants(conn, &work.chat_id)?;
@@ -175,10 +175,11 @@ pub fn finish(
 ) -> StoreResult<bool> {
     let now = now_ms();
     let usage = accounting.usage.as_ref().map(|u| u.to_string());
-    let changed = conn.execute(
+    let changed = conn.prepare_cached(
         "UPDATE turns SET status = 'done', finished_at = ?2, session_id = ?3, cost_usd = ?4, usage_json = ?5
          WHERE id = ?1 AND status = 'running'",
-        params![work.turn_id, now, accounting.session_id, accounting.cost_usd, usage],
+    )?
+    .execute(params![work.turn_id, now, accounting.session_id, accounting.cost_usd, usage],
     )?;
     if changed == 0 {
         return Ok(false);
@@ -199,9 +200,10 @@ pub fn finish(
 /// Fails a running turn for good and tells the chat (`notice`), so the failure is visible.
 pub fn fail(conn: &Connection, work: &TurnWork, error: &str, notice: &str) -> StoreResult<bool> {
     let now = now_ms();
-    let changed = conn.execute(
+    let changed = conn.prepare_cached(
         "UPDATE turns SET status = 'failed', finished_at = ?2, error = ?3 WHERE id = ?1 AND status = 'running'",
-        params![work.turn_id, now, error],
+    )?
+    .execute(params![work.turn_id, now, error],
     )?;
     if changed == 0 {
         return Ok(false);
@@ -231,10 +233,10 @@ pub fn fail(conn: &Connection, work: &TurnWork, error: &str, notice: &str) -> St
 
 /// Puts a running turn back in the queue after a retryable failure (the next claim retries it).
 pub fn requeue(conn: &Connection, turn_id: i64, error: &str) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE turns SET status = 'queued', error = ?2 WHERE id = ?1 AND status = 'running'",
-        params![turn_id, error],
-    )?;
+    )?
+    .execute(params![turn_id, error])?;
     Ok(())
 }
 
@@ -247,11 +249,12 @@ pub fn failure_notice(request_id: &str) -> String {
 /// claim reattaches to the turn still running there). A turn interrupted by too many restarts
 /// is reported as failed in its chat. Returns (requeued, failed).
 pub fn recover_interrupted(conn: &Connection) -> StoreResult<(usize, usize)> {
-    let requeued = conn.execute(
+    let requeued = conn.prepare_cached(
         "UPDATE turns SET status = 'queued', attempts = MAX(attempts - 1, 0), restarts = restarts + 1,
              error = 'interrupted by a restart'
          WHERE status = 'running' AND restarts + 1 < ?1",
-        [MAX_TURN_RESTARTS],
+    )?
+    .execute([MAX_TURN_RESTARTS],
     )?;
     let mut stmt = conn.prepare(
         "SELECT t.id, t.chat_id, t.request_id, t.attempts, c.is_group FROM turns t
