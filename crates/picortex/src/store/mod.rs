@@ -159,9 +159,11 @@ impl Store {
 fn configure(conn: &Connection) -> StoreResult<()> {
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(64);
-    // WAL so readers never block the writer; FULL so a commit is on disk before we say so.
+    // WAL so readers never block the writer; FULL so a commit is on disk before we say so;
+    // savepoint sub-journals in memory, not a temporary file per write job.
     conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
+         PRAGMA temp_store=MEMORY;",
     )?;
     Ok(())
 }
