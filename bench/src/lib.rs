@@ -1,0 +1,21 @@
+//! Benchmarks of the picortex daemon, measured on the machine they run on.
+//!
+//! The `ingest` binary drives the real daemon (`picortex::daemon::start`) with pre-signed
+//! `message.received` webhooks and compares it with the raw cost of the same SQLite inserts.
+//! The pieces it is built from live here so other benchmarks can reuse them:
+//!
+//! * [`webhooks`]: pre-built, pre-signed webhook deliveries (signing stays out of the timing);
+//! * [`sink`]: a stand-in for the Linq API that accepts every reply the daemon sends;
+//! * [`load`]: closed-loop (as fast as possible) and open-loop (fixed offered rate) HTTP load;
+//! * [`baseline`]: plain SQLite inserts of the same rows, one per transaction and batched;
+//! * [`stats`]: latency percentiles;
+//! * [`cpu`]: CPU time per thread group and for the whole host, to see where the time went;
+//! * [`machine`]: what the figures were measured on.
+
+pub mod baseline;
+pub mod cpu;
+pub mod load;
+pub mod machine;
+pub mod sink;
+pub mod stats;
+pub mod webhooks;
