@@ -124,6 +124,17 @@ impl Sender {
     }
 
     async fn deliver(&self, d: Delivery) {
+        // The due list may have been read just before an earlier send of this row recorded its
+        // outcome; sending again would be harmless (same idempotency key) but wasted.
+        let id = d.id;
+        let still_pending = self
+            .store
+            .read(move |c| outbox::is_pending(c, id))
+            .await
+            .unwrap_or(true);
+        if !still_pending {
+            return;
+        }
         let started = std::time::Instant::now();
         let result = self
             .channel
