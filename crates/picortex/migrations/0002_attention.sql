@@ -23,3 +23,9 @@ CREATE TABLE discriminator_spend (
     budget_notice_sent INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (chat_id, day)
 );
+
+-- The gate's per-message reads and writes stay small as chats grow: the recent-context read
+-- walks one chat by rowid, and attaching skipped messages to a turn touches only those.
+CREATE INDEX messages_by_chat_rowid ON messages(chat_id);
+CREATE INDEX messages_skipped_context ON messages(chat_id)
+    WHERE gate_status = 'skip' AND context_turn_id IS NULL;
