@@ -10,10 +10,12 @@
 //! * [`baseline`]: plain SQLite inserts of the same rows, one per transaction and batched;
 //! * [`stats`]: latency percentiles;
 //! * [`cpu`]: CPU time per thread group and for the whole host, to see where the time went;
-//! * [`machine`]: what the figures were measured on.
+//! * [`machine`]: what the figures were measured on;
+//! * [`harness`]: the daemon's log file and the two runtimes every binary uses.
 
 pub mod baseline;
 pub mod cpu;
+pub mod harness;
 pub mod load;
 pub mod machine;
 pub mod sink;

@@ -134,29 +134,13 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("creating a temporary directory in {}", tmp_root.display()))?;
     let machine = Machine::describe(tmp.path());
     if !args.no_daemon_logs {
-        let log = std::fs::File::create(tmp.path().join("daemon.log"))?;
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-            .with_writer(Arc::new(log))
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .flatten_event(true)
-            .try_init();
+        picortex_bench::harness::log_daemon_to(tmp.path())?;
     }
 
     eprintln!("rules: {} timed calls of gate::decide", args.decide_calls);
     let rules = measure_rules(args.decide_calls.max(1));
 
-    let daemon_rt = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("picortex-rt")
-        .enable_all()
-        .build()?;
-    let load_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("loadgen-rt")
-        .enable_all()
-        .build()?;
+    let (daemon_rt, load_rt) = picortex_bench::harness::runtimes()?;
     let model = load_rt.block_on(async {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         mock_model::start(Script::new().default_text(NO), listener).await

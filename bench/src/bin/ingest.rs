@@ -163,28 +163,12 @@ fn main() -> anyhow::Result<()> {
         );
     }
     if plan.daemon_logs {
-        let log = std::fs::File::create(tmp.path().join("daemon.log"))?;
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-            .with_writer(Arc::new(log))
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .flatten_event(true)
-            .try_init();
+        picortex_bench::harness::log_daemon_to(tmp.path())?;
     }
 
     // The daemon gets a runtime of its own, sized like `picortex serve` (one worker per CPU);
     // the load generator and the Linq stand-in share another.
-    let daemon_rt = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("picortex-rt")
-        .enable_all()
-        .build()?;
-    let load_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("loadgen-rt")
-        .enable_all()
-        .build()?;
+    let (daemon_rt, load_rt) = picortex_bench::harness::runtimes()?;
 
     let sink = load_rt.block_on(Sink::start())?;
     let secret = WebhookSecret::generate();

@@ -135,28 +135,12 @@ fn main() -> anyhow::Result<()> {
     let tmp = Scratch(Some(tmp), args.keep);
     let machine = Machine::describe(tmp.path());
     if !args.no_daemon_logs {
-        let log = std::fs::File::create(tmp.path().join("daemon.log"))?;
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-            .with_writer(Arc::new(log))
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .flatten_event(true)
-            .try_init();
+        picortex_bench::harness::log_daemon_to(tmp.path())?;
     }
 
     // The daemon gets a runtime of its own, sized like `picortex serve`; the webhook sender,
     // the Linq stand-in and the model proxy share another.
-    let daemon_rt = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("picortex-rt")
-        .enable_all()
-        .build()?;
-    let load_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("loadgen-rt")
-        .enable_all()
-        .build()?;
+    let (daemon_rt, load_rt) = picortex_bench::harness::runtimes()?;
 
     let echo = run_echo_phase(&args, tmp.path(), &daemon_rt, &load_rt)?;
     let claude = if args.skip_claude {
