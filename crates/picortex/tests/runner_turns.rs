@@ -341,3 +341,39 @@ async fn landlock_keeps_a_chats_agent_out_of_other_chats_files() {
          Landlock ABI {abi} cannot restrict connect(2) on socket paths; per-chat users close it"
     );
 }
+
+#[tokio::test]
+async fn the_owners_reset_forgets_the_chats_agent_session() {
+    if !have_tmux() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(root.path().to_owned());
+    let owner = "+15551230010";
+    let stack = Stack::start_with(|c| {
+        use_command_agent(c, root.path(), &["cat"]);
+        c.owner = Some(owner.into());
+    })
+    .await;
+    let (chat, _) = stack.sim.dm(owner, "hello").await;
+    assert_eq!(reply_texts(&stack.sim, &chat, 1).await, vec!["hello"]);
+    // A session the agent would resume (Claude Code's id, as the runner stores it).
+    let session = chat_home(root.path(), &chat).join(".picortex/session.json");
+    std::fs::write(&session, r#"{"session_id": "old-session"}"#).unwrap();
+    stack
+        .sim
+        .text(json!({"from": owner, "chat_id": chat, "text": "/picortex reset"}))
+        .await;
+    let replies = reply_texts(&stack.sim, &chat, 2).await;
+    assert_eq!(
+        replies[1],
+        "Done: the next message here starts a fresh session."
+    );
+    assert!(!session.exists(), "the stored session is gone");
+    // The chat keeps working.
+    stack
+        .sim
+        .text(json!({"from": owner, "chat_id": chat, "text": "still there?"}))
+        .await;
+    assert_eq!(reply_texts(&stack.sim, &chat, 3).await[2], "still there?");
+}
