@@ -74,7 +74,9 @@ impl Scheduler {
             let free = self
                 .max_concurrent
                 .saturating_sub(self.running.load(Ordering::SeqCst));
-            let claimed = if free > 0 {
+            // Claiming is a write; ask the (parallel) readers first whether anything waits.
+            let queued = free > 0 && self.store.read(turns::any_queued).await.unwrap_or(true);
+            let claimed = if queued {
                 self.store
                     .write(move |c| turns::claim_runnable(c, free))
                     .await

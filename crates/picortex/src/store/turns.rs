@@ -76,6 +76,14 @@ impl TurnWork {
     }
 }
 
+/// Whether any turn is queued: a cheap read that spares the single writer a claim job when
+/// there is nothing to claim.
+pub fn any_queued(conn: &Connection) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM turns WHERE status = 'queued')")?
+        .query_row([], |r| r.get(0))?)
+}
+
 /// Marks up to `limit` runnable turns as running and returns them. A turn is runnable when it
 /// is its chat's oldest queued turn and the chat has no running turn.
 pub fn claim_runnable(conn: &Connection, limit: usize) -> StoreResult<Vec<TurnWork>> {
