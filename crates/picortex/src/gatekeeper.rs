@@ -332,24 +332,19 @@ impl Gatekeeper {
             incoming,
         };
         let outcome = discriminator.decide(&input).await;
-        let (chat_id, d) = (msg.chat_id.clone(), day);
-        let cost = outcome.as_ref().map(|o| o.cost_usd).unwrap_or(0.0);
-        self.store
-            .write(move |c| gate_store::add_spend(c, &chat_id, &d, cost))
-            .await?;
-        Ok(match outcome {
-            Ok(o) => (
-                decision(
-                    if o.should_respond { "respond" } else { "skip" },
-                    "Model",
-                    o.reason,
-                    started.elapsed().as_micros() as i64,
-                    Some(o.cost_usd),
-                ),
-                None,
+        let mut record = match outcome {
+            Ok(o) => decision(
+                if o.should_respond { "respond" } else { "skip" },
+                "Model",
+                o.reason,
+                started.elapsed().as_micros() as i64,
+                Some(o.cost_usd),
             ),
-            Err(e) => (self.fallback(chat.is_group, &e.to_string(), started), None),
-        })
+            Err(e) => self.fallback(chat.is_group, &e.to_string(), started),
+        };
+        // Counted against today's budget in the decision's own transaction.
+        record.model_call_day = Some(day);
+        Ok((record, None))
     }
 
     fn fallback(&self, is_group: bool, why: &str, started: Instant) -> GateRecord {
@@ -525,5 +520,6 @@ fn decision(
         reason,
         latency_us,
         cost_usd,
+        model_call_day: None,
     }
 }

@@ -159,6 +159,8 @@ pub struct GateRecord {
     pub reason: String,
     pub latency_us: i64,
     pub cost_usd: Option<f64>,
+    /// The local day a discriminator call made for this decision counts against, if one was.
+    pub model_call_day: Option<String>,
 }
 
 /// Records the gate's decision on `msg`. For `respond`, also queues the message into its chat's
@@ -187,7 +189,13 @@ pub fn record(
             decision.cost_usd,
             now
         ])?;
-    if changed == 0 || decision.status != "respond" {
+    if changed == 0 {
+        return Ok(None);
+    }
+    if let Some(day) = &decision.model_call_day {
+        add_spend(conn, &msg.chat_id, day, decision.cost_usd.unwrap_or(0.0))?;
+    }
+    if decision.status != "respond" {
         return Ok(None);
     }
     let turn_id = turns::enqueue(conn, &msg.chat_id, &msg.id, &msg.request_id, now)?;
