@@ -167,7 +167,7 @@ pub async fn start_with_agent(
 /// What isolates chats from each other here. Today every chat runs as the daemon's user,
 /// confined by Landlock to its home where the kernel has it: degraded, and said loudly.
 fn isolation_report() -> serde_json::Value {
-    let abi = picortex_runner::confine::kernel_abi();
+    let abi = picortex_sandbox::confine::kernel_abi();
     let missing = [
         "per-chat Linux users",
         "mount, PID, IPC, UTS and network namespaces",

@@ -12,8 +12,6 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sha2::{Digest as _, Sha256};
-
 /// The tmux session every chat's server holds.
 pub const TMUX_SESSION: &str = "picortex";
 
@@ -42,12 +40,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceError + '_ {
     }
 }
 
-/// `chat-` and the first 8 hex digits of the chat id's SHA-256.
-pub fn chat_dir_name(chat_id: &str) -> String {
-    let digest = Sha256::digest(chat_id.as_bytes());
-    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    format!("chat-{hex}")
-}
+pub use picortex_sandbox::ids::chat_dir_name;
 
 /// How the runner is started in a chat's `agent` window.
 #[derive(Debug, Clone)]

@@ -304,7 +304,7 @@ async fn landlock_keeps_a_chats_agent_out_of_other_chats_files() {
     if !have_tmux() {
         return;
     }
-    let abi = picortex_runner::confine::kernel_abi();
+    let abi = picortex_sandbox::confine::kernel_abi();
     if abi == 0 {
         println!("SKIP: the kernel has no Landlock; chats are not confined (isolation: degraded)");
         return;

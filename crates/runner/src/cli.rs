@@ -108,8 +108,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// Confines this process to the chat's home and replaces it with `args.exec`.
 fn exec_confined(args: &Args) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt as _;
-    let enforcement = crate::confine::confine(&args.home, &args.allow_exec)?;
-    if enforcement != crate::confine::Enforcement::Full {
+    let enforcement = picortex_sandbox::confine::confine(&args.home, &args.allow_exec)?;
+    if enforcement != picortex_sandbox::confine::Enforcement::Full {
         eprintln!("picortex-runner: Landlock confinement is {enforcement:?} on this kernel");
     }
     let (program, rest) = args

@@ -6,7 +6,6 @@
 
 pub mod backend;
 pub mod cli;
-pub mod confine;
 pub mod outbox_files;
 pub mod protocol;
 pub mod server;
