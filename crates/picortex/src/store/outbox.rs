@@ -223,15 +223,25 @@ pub fn apply_progress(
     p: &super::messages::OutboundProgress,
     now: i64,
 ) -> StoreResult<()> {
-    let row: Option<(i64, String, Option<String>)> = conn
-        .query_row(
-            "SELECT id, status, channel_message_id FROM outbox
-             WHERE (?1 IS NOT NULL AND idempotency_key = ?1) OR (?2 IS NOT NULL AND channel_message_id = ?2)
-             LIMIT 1",
-            params![p.idempotency_key, p.message_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
+    // Two lookups rather than one `OR`, so each uses its index.
+    let find =
+        |sql: &str, key: &Option<String>| -> StoreResult<Option<(i64, String, Option<String>)>> {
+            let Some(key) = key else { return Ok(None) };
+            Ok(conn
+                .prepare_cached(sql)?
+                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?)
+        };
+    let row = match find(
+        "SELECT id, status, channel_message_id FROM outbox WHERE idempotency_key = ?1",
+        &p.idempotency_key,
+    )? {
+        Some(row) => Some(row),
+        None => find(
+            "SELECT id, status, channel_message_id FROM outbox WHERE channel_message_id = ?1 LIMIT 1",
+            &p.message_id,
+        )?,
+    };
     let Some((id, current, known_message_id)) = row else {
         return Ok(()); // Not one of ours (or sent by another tool on the same line).
     };
