@@ -76,6 +76,8 @@ pub struct Config {
     pub webhook_body_limit: usize,
     /// Bearer token for the owner's API (`/api/chats/…`); unset: the API is off.
     pub api_token: Option<String>,
+    /// The model gateway, the agents' only way to the model.
+    pub gateway: GatewayConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -105,9 +107,10 @@ pub struct AgentsConfig {
     pub watchdog_secs: u64,
     /// The `command` agent: the program and its arguments (the prompt goes to its stdin).
     pub command: Vec<String>,
-    /// The model API the agents use (`ANTHROPIC_BASE_URL`; unset: the CLI's default).
+    /// The model API behind the gateway (`ANTHROPIC_BASE_URL`; unset: Anthropic's).
     pub anthropic_base_url: Option<String>,
-    /// `ANTHROPIC_API_KEY` handed to the agent until the model gateway holds it.
+    /// The real `ANTHROPIC_API_KEY`. Only the gateway (and the discriminator) use it; agents
+    /// get their chat's gateway token instead.
     pub anthropic_api_key: Option<String>,
 }
 
@@ -188,6 +191,81 @@ pub struct OutboxConfig {
     pub concurrency: usize,
 }
 
+/// `[gateway]`: the reverse proxy every agent reaches the model through (see
+/// [`crate::gateway`]). The upstream and the real key are `agents.anthropic_base_url` and
+/// `agents.anthropic_api_key` (`ANTHROPIC_BASE_URL`, `ANTHROPIC_API_KEY`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Model spend allowed per chat per UTC day, in USD; 0 means unlimited.
+    pub chat_daily_budget_usd: f64,
+    /// `ANTHROPIC_BASE_URL` as the agent sees it. Unset: the daemon's own port,
+    /// `http://127.0.0.1:<port>/gateway` (no network namespace); the isolated mode sets the
+    /// forwarder inside the chat's namespace, `http://127.0.0.1:7824`.
+    pub agent_base_url: Option<String>,
+    /// Serve the gateway on `<data_dir>/run/gateway/gateway.sock` too (for the forwarders).
+    pub socket: bool,
+    /// Connecting to the upstream gives up after this long.
+    pub connect_timeout_secs: u64,
+    /// Prices per million tokens by model; the first entry whose `model` the model id contains
+    /// applies (unknown models are priced like a mid-range one, never as free).
+    pub prices: Vec<ModelPrice>,
+}
+
+/// What a model costs, USD per million tokens.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    /// A fragment of the model id, e.g. `"haiku-4"`.
+    pub model: String,
+    pub input: f64,
+    pub output: f64,
+    /// Default: a tenth of `input`.
+    #[serde(default)]
+    pub cache_read: Option<f64>,
+    /// Default: 1.25 × `input`.
+    #[serde(default)]
+    pub cache_write: Option<f64>,
+}
+
+impl ModelPrice {
+    pub fn new(model: &str, input: f64, output: f64) -> Self {
+        Self {
+            model: model.into(),
+            input,
+            output,
+            cache_read: None,
+            cache_write: None,
+        }
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        // Anthropic's list prices (2025); estimates for budgets, not a bill.
+        let prices = [
+            ("haiku-4", 1.00, 5.00),
+            ("3-5-haiku", 0.80, 4.00),
+            ("3-haiku", 0.25, 1.25),
+            ("sonnet", 3.00, 15.00),
+            ("opus-4-1", 15.00, 75.00),
+            ("opus-4-2025", 15.00, 75.00),
+            ("opus-4", 5.00, 25.00),
+            ("opus", 15.00, 75.00),
+        ]
+        .into_iter()
+        .map(|(m, i, o)| ModelPrice::new(m, i, o))
+        .collect();
+        Self {
+            chat_daily_budget_usd: 5.0,
+            agent_base_url: None,
+            socket: true,
+            connect_timeout_secs: 10,
+            prices,
+        }
+    }
+}
+
 pub const DEFAULT_PORT: u16 = 7823;
 pub const DEFAULT_LINQ_BASE_URL: &str = "https://api.linqapp.com/api/partner";
 
@@ -208,6 +286,7 @@ impl Default for Config {
             outbox: OutboxConfig::default(),
             webhook_body_limit: 256 * 1024,
             api_token: None,
+            gateway: GatewayConfig::default(),
         }
     }
 }
@@ -369,6 +448,31 @@ impl Config {
                 "api_token must be at least 24 characters (e.g. openssl rand -hex 24)".into(),
             ));
         }
+        let g = &self.gateway;
+        if !g.chat_daily_budget_usd.is_finite() || g.chat_daily_budget_usd < 0.0 {
+            return Err(ConfigError::Invalid(
+                "gateway.chat_daily_budget_usd must be 0 (unlimited) or more".into(),
+            ));
+        }
+        if let Some(p) = g.prices.iter().find(|p| {
+            [Some(p.input), Some(p.output), p.cache_read, p.cache_write]
+                .into_iter()
+                .flatten()
+                .any(|v| !v.is_finite() || v < 0.0)
+                || p.model.trim().is_empty()
+        }) {
+            return Err(ConfigError::Invalid(format!(
+                "gateway.prices entry {:?} needs a model fragment and prices of 0 or more",
+                p.model
+            )));
+        }
+        if let Some(url) = &g.agent_base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "gateway.agent_base_url {url:?} must be an http:// or https:// URL"
+            )));
+        }
         if self.turns.max_concurrent == 0 {
             return Err(ConfigError::Invalid(
                 "turns.max_concurrent must be at least 1".into(),
@@ -417,6 +521,33 @@ mod tests {
         assert_eq!(c.bot_name, "robo");
         assert_eq!(c.turns.max_concurrent, 2);
         assert_eq!(c.turns.timeout_secs, 600);
+    }
+
+    #[test]
+    fn the_gateway_section_parses_and_is_checked() {
+        let c: Config = toml::from_str(
+            r#"
+            [gateway]
+            chat_daily_budget_usd = 2.5
+            agent_base_url = "http://127.0.0.1:7824"
+            prices = [{ model = "haiku", input = 1.0, output = 5.0, cache_read = 0.2 }]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.gateway.chat_daily_budget_usd, 2.5);
+        assert_eq!(c.gateway.prices.len(), 1);
+        assert_eq!(c.gateway.prices[0].cache_read, Some(0.2));
+        assert!(c.gateway.socket, "defaults fill the rest");
+        let mut bad = c.clone();
+        bad.linq.api_key = "k".into();
+        bad.linq.webhook_secret = linq::webhook::WebhookSecret::generate().as_str().to_owned();
+        bad.validate().unwrap();
+        bad.gateway.chat_daily_budget_usd = -1.0;
+        let err = bad.validate().unwrap_err();
+        assert!(err.to_string().contains("chat_daily_budget_usd"), "{err}");
+        bad.gateway.chat_daily_budget_usd = 0.0;
+        bad.gateway.agent_base_url = Some("127.0.0.1:7824".into());
+        assert!(bad.validate().is_err());
     }
 
     #[test]

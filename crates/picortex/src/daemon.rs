@@ -1,5 +1,6 @@
-//! Wires the daemon together: store, channel, agent, scheduler, outbox sender and HTTP server,
-//! and hands back a handle that knows the bound address and can shut everything down.
+//! Wires the daemon together: store, model gateway, channel, agent, scheduler, outbox sender
+//! and HTTP server, and hands back a handle that knows the bound address and can shut
+//! everything down.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use crate::agent::{Agent, EchoAgent};
 use crate::channel::{Channel, LinqChannel};
 use crate::config::{AgentKind, Config};
 use crate::gatekeeper::{Gatekeeper, Wakes};
+use crate::gateway::Gateway;
 use crate::ingest::IngestConfig;
 use crate::metrics::Metrics;
 use crate::runner_agent::RunnerAgent;
@@ -26,6 +28,8 @@ pub struct DaemonHandle {
     pub addr: SocketAddr,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// The model gateway (tests issue chat tokens and read its socket path from it).
+    pub gateway: Arc<Gateway>,
     tasks: Vec<JoinHandle<()>>,
     shutdown: Arc<Notify>,
 }
@@ -57,13 +61,7 @@ impl DaemonHandle {
 
 /// Starts the daemon on `listener` with `config` (already validated).
 pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<DaemonHandle> {
-    let agent: Arc<dyn Agent> = match config.agent {
-        AgentKind::Echo => Arc::new(EchoAgent),
-        AgentKind::ClaudeCode | AgentKind::Command => {
-            Arc::new(RunnerAgent::from_config(&config).context("configuring the agent runner")?)
-        }
-    };
-    start_with_agent(config, listener, agent).await
+    start_inner(config, listener, None).await
 }
 
 /// Like [`start`], with the agent supplied by the caller (benchmarks and tests measure the
@@ -73,11 +71,32 @@ pub async fn start_with_agent(
     listener: TcpListener,
     agent: Arc<dyn Agent>,
 ) -> anyhow::Result<DaemonHandle> {
+    start_inner(config, listener, Some(agent)).await
+}
+
+async fn start_inner(
+    config: Config,
+    listener: TcpListener,
+    agent: Option<Arc<dyn Agent>>,
+) -> anyhow::Result<DaemonHandle> {
     config.validate()?;
     let secret = linq::webhook::WebhookSecret::parse(&config.linq.webhook_secret)
         .context("LINQ_WEBHOOK_SECRET")?;
     let store = Store::open(&config.database_path())
         .with_context(|| format!("opening {}", config.database_path().display()))?;
+    let addr = listener.local_addr()?;
+    let (gateway, gateway_tasks) = Gateway::start(&config, store.clone())
+        .await
+        .context("starting the model gateway")?;
+    let agent: Arc<dyn Agent> = match (agent, config.agent) {
+        (Some(agent), _) => agent,
+        (None, AgentKind::Echo) => Arc::new(EchoAgent),
+        (None, AgentKind::ClaudeCode | AgentKind::Command) => Arc::new(
+            RunnerAgent::from_config(&config)
+                .context("configuring the agent runner")?
+                .through_gateway(gateway.clone(), gateway.agent_base_url(addr)),
+        ),
+    };
     let client = linq::Client::new(linq::ClientConfig {
         base_url: config.linq.base_url.clone(),
         api_key: config.linq.api_key.clone(),
@@ -115,6 +134,7 @@ pub async fn start_with_agent(
         metrics.clone(),
         turns_wake.clone(),
         outbox_wake.clone(),
+        config.gateway.chat_daily_budget_usd,
     );
     let sender = Sender::new(
         store.clone(),
@@ -136,9 +156,8 @@ pub async fn start_with_agent(
         frontend_log_bucket: TokenBucket::new(20, 1.0),
         api_token: config.api_token.clone(),
     });
-    let addr = listener.local_addr()?;
     let shutdown = Arc::new(Notify::new());
-    let app = router(state);
+    let app = router(state).merge(gateway.tcp_routes());
     let stop = shutdown.clone();
     let server = tokio::spawn(async move {
         let result = axum::serve(listener, app)
@@ -148,17 +167,20 @@ pub async fn start_with_agent(
             tracing::error!(error = %e, "http server stopped");
         }
     });
-    let tasks = vec![
+    let mut tasks = gateway_tasks;
+    tasks.extend([
         tokio::spawn(gatekeeper.run()),
         tokio::spawn(scheduler.run()),
         tokio::spawn(sender.run()),
+        // Last: `wait` waits for the HTTP server.
         server,
-    ];
+    ]);
     tracing::info!(%addr, agent = agent.name(), db = %config.database_path().display(), "picortex daemon listening");
     Ok(DaemonHandle {
         addr,
         store,
         metrics,
+        gateway,
         tasks,
         shutdown,
     })

@@ -3,6 +3,8 @@
 //! time per chat in arrival order, and each decision is one transaction: the decision with the
 //! message, and for a message it answers, the turn. Owner commands are carried out here and
 //! answered through the outbox. Pending messages survive restarts and are decided then.
+//! The discriminator's model use is metered with the gateway's prices into the chat's daily
+//! usage, in the decision's own transaction, so it counts against the chat's model budget.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -18,9 +20,11 @@ use crate::gate::discriminator::{
     ContextMessage, DEFAULT_PROMPT, Discriminator, DiscriminatorConfig, DiscriminatorInput,
 };
 use crate::gate::{AttentionMode, BotIdentity, ChatFacts, Incoming, Verdict, decide};
+use crate::gateway::{Pricing, Tally};
 use crate::metrics::Metrics;
 use crate::store::gate::{self as gate_store, GateRecord, PendingMessage};
 use crate::store::outbox::{self, OutgoingMessage};
+use crate::store::usage::UsageRecord;
 use crate::store::{Store, StoreResult, now_ms};
 use crate::workspace::Workspaces;
 
@@ -45,6 +49,8 @@ pub struct Gatekeeper {
     turns_wake: Arc<Notify>,
     outbox_wake: Arc<Notify>,
     busy_chats: Mutex<HashSet<String>>,
+    /// Prices the discriminator's tokens like the gateway does.
+    pricing: Pricing,
 }
 
 /// The wake-ups the gatekeeper shares with ingest, the scheduler and the sender.
@@ -104,6 +110,7 @@ impl Gatekeeper {
             turns_wake: wakes.turns,
             outbox_wake: wakes.outbox,
             busy_chats: Mutex::new(HashSet::new()),
+            pricing: Pricing::new(config.gateway.prices.clone()),
         }))
     }
 
@@ -199,6 +206,7 @@ impl Gatekeeper {
         };
         let verdict = decide(mode, &self.bot, &chat, &incoming);
         let elapsed = |started: Instant| started.elapsed().as_micros() as i64;
+        let mut model_usage: Option<UsageRecord> = None;
         let (record, reply) = match verdict {
             Verdict::Respond { rule, reason } => (
                 decision("respond", rule.as_str(), reason, elapsed(started), None),
@@ -226,8 +234,11 @@ impl Gatekeeper {
                 )
             }
             Verdict::AskModel => {
-                self.ask_model(&msg, &chat, &incoming, &facts.recent, started)
-                    .await?
+                let (record, reply, usage) = self
+                    .ask_model(&msg, &chat, &incoming, &facts.recent, started)
+                    .await?;
+                model_usage = usage;
+                (record, reply)
             }
         };
         let accumulate = facts.accumulate;
@@ -247,6 +258,9 @@ impl Gatekeeper {
             .store
             .write(move |c| {
                 let turn = gate_store::record(c, &m, &record, accumulate)?;
+                if let Some(usage) = &model_usage {
+                    crate::store::usage::add(c, usage)?;
+                }
                 if let Some(text) = reply {
                     outbox::enqueue(
                         c,
@@ -277,7 +291,8 @@ impl Gatekeeper {
         Ok(())
     }
 
-    /// The discriminate modes: the budget, then the model, then the fallback on failure.
+    /// The discriminate modes: the budget, then the model, then the fallback on failure. With
+    /// the decision comes the model use to meter, when the model answered.
     async fn ask_model(
         &self,
         msg: &PendingMessage,
@@ -285,7 +300,7 @@ impl Gatekeeper {
         incoming: &Incoming,
         recent: &[gate_store::RecentMessage],
         started: Instant,
-    ) -> StoreResult<(GateRecord, Option<String>)> {
+    ) -> StoreResult<(GateRecord, Option<String>, Option<UsageRecord>)> {
         let day = self.today();
         let (chat_id, d) = (msg.chat_id.clone(), day.clone());
         let (calls, _, _) = self
@@ -307,11 +322,13 @@ impl Gatekeeper {
                     None,
                 ),
                 None,
+                None,
             ));
         }
         let Some(discriminator) = &self.discriminator else {
             return Ok((
                 self.fallback(chat.is_group, "no model configured", started),
+                None,
                 None,
             ));
         };
@@ -332,19 +349,32 @@ impl Gatekeeper {
             incoming,
         };
         let outcome = discriminator.decide(&input).await;
+        let mut usage = None;
         let mut record = match outcome {
-            Ok(o) => decision(
-                if o.should_respond { "respond" } else { "skip" },
-                "Model",
-                o.reason,
-                started.elapsed().as_micros() as i64,
-                Some(o.cost_usd),
-            ),
+            Ok(o) => {
+                let tally = Tally {
+                    model: Some(discriminator.config().model.clone()),
+                    input: i64::try_from(o.input_tokens).unwrap_or(i64::MAX),
+                    output: i64::try_from(o.output_tokens).unwrap_or(i64::MAX),
+                    ..Tally::default()
+                };
+                usage = Some(
+                    self.pricing
+                        .record(&msg.chat_id, i64::from(o.attempts), &tally),
+                );
+                decision(
+                    if o.should_respond { "respond" } else { "skip" },
+                    "Model",
+                    o.reason,
+                    started.elapsed().as_micros() as i64,
+                    Some(o.cost_usd),
+                )
+            }
             Err(e) => self.fallback(chat.is_group, &e.to_string(), started),
         };
         // Counted against today's budget in the decision's own transaction.
         record.model_call_day = Some(day);
-        Ok((record, None))
+        Ok((record, None, usage))
     }
 
     fn fallback(&self, is_group: bool, why: &str, started: Instant) -> GateRecord {

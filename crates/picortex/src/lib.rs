@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod demo;
 pub mod gate;
 pub mod gatekeeper;
+pub mod gateway;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;

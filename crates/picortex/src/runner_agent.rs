@@ -3,9 +3,14 @@
 //! the durable result. Turn ids make this idempotent: after a daemon restart the same turn is
 //! handed over again and the runner answers with the result it already has (or attaches to the
 //! turn still running), so nothing runs twice.
+//!
+//! The agent reaches the model only through the gateway ([`RunnerAgent::through_gateway`]):
+//! its environment gets the gateway's URL as `ANTHROPIC_BASE_URL` and the chat's own gateway
+//! token as `ANTHROPIC_API_KEY`, never the real key.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -15,6 +20,7 @@ use tokio::net::UnixStream;
 
 use crate::agent::{Agent, AgentError, TurnAccounting, TurnReply, TurnRequest};
 use crate::config::{AgentKind, Config};
+use crate::gateway::Gateway;
 use crate::workspace::{RunnerLaunch, Workspaces};
 
 /// How long a freshly started runner gets to open its socket.
@@ -26,9 +32,17 @@ pub struct RunnerAgent {
     launch: RunnerLaunch,
     bot_name: String,
     owner: Option<String>,
+    /// The gateway and the URL agents reach it at; `None` only for an agent built alone.
+    gateway: Option<(Arc<Gateway>, String)>,
 }
 
+/// The environment names that carry model access.
+const MODEL_ENV: [&str; 2] = ["ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY"];
+
 impl RunnerAgent {
+    /// The agent as `config` describes it. On its own (benchmarks that measure the agent
+    /// without a daemon) it hands the agent the upstream and key directly; the daemon always
+    /// adds [`RunnerAgent::through_gateway`], which takes them away again.
     pub fn from_config(config: &Config) -> Result<Self, AgentError> {
         let (runner, prefix) = match &config.agents.runner_bin {
             Some(p) => (p.clone(), Vec::new()),
@@ -123,7 +137,35 @@ impl RunnerAgent {
             },
             bot_name: config.bot_name.clone(),
             owner: config.owner.clone(),
+            gateway: None,
         })
+    }
+
+    /// Sends the agent's model traffic through `gateway`, reached at `base_url` from where the
+    /// agent runs (the daemon's port without a network namespace, the forwarder inside one):
+    /// each chat's runner is launched with that URL and the chat's own token, and the real key
+    /// is no longer in its environment.
+    pub fn through_gateway(mut self, gateway: Arc<Gateway>, base_url: String) -> Self {
+        self.launch
+            .env
+            .retain(|(name, _)| !MODEL_ENV.contains(&name.as_str()));
+        self.gateway = Some((gateway, base_url));
+        self
+    }
+
+    /// The model environment for the chat's runner: its gateway URL and token.
+    async fn model_env(&self, chat_id: &str) -> Result<Vec<(String, String)>, AgentError> {
+        let Some((gateway, base_url)) = &self.gateway else {
+            return Ok(Vec::new());
+        };
+        let token = gateway
+            .issue_token(chat_id)
+            .await
+            .map_err(|e| AgentError::Retryable(format!("issuing the chat's gateway token: {e}")))?;
+        Ok(vec![
+            (MODEL_ENV[0].to_owned(), base_url.clone()),
+            (MODEL_ENV[1].to_owned(), token),
+        ])
     }
 
     async fn run(&self, request: TurnRequest) -> Result<TurnReply, AgentError> {
@@ -138,7 +180,7 @@ impl RunnerAgent {
         launch
             .env
             .push(("TMPDIR".into(), home.join(".tmp").display().to_string()));
-        let stream = self.connect(&home, &launch).await?;
+        let stream = self.connect(&request.chat_id, &home, launch).await?;
         let spec = TurnSpec {
             turn_id: request.turn_id,
             prompt: request.prompt(),
@@ -173,13 +215,20 @@ impl RunnerAgent {
     }
 
     /// Connects to the chat's runner, starting (or restarting) it when nobody answers.
-    async fn connect(&self, home: &Path, launch: &RunnerLaunch) -> Result<UnixStream, AgentError> {
+    async fn connect(
+        &self,
+        chat_id: &str,
+        home: &Path,
+        mut launch: RunnerLaunch,
+    ) -> Result<UnixStream, AgentError> {
         let socket = runner_socket(home);
         if let Ok(s) = UnixStream::connect(&socket).await {
             return Ok(s);
         }
+        // The token is issued (and its hash stored) when the runner is set up, not per turn.
+        launch.env.extend(self.model_env(chat_id).await?);
         self.workspaces
-            .ensure_runner(home, launch)
+            .ensure_runner(home, &launch)
             .await
             .map_err(|e| AgentError::Retryable(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + RUNNER_START_TIMEOUT;

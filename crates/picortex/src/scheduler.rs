@@ -1,7 +1,8 @@
 //! The turn scheduler: claims runnable turns (one at a time per chat, at most
 //! `turns.max_concurrent` overall), runs each through the agent with a timeout, and finishes it
 //! together with its reply's outbox row in one transaction. A retryable agent failure gets one
-//! more attempt; after that the chat is told plainly, with the request id.
+//! more attempt; after that the chat is told plainly, with the request id. A chat whose model
+//! budget for the day is used up gets one message saying so instead of a turn.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,9 +36,13 @@ pub struct Scheduler {
     /// Woken when a reply lands in the outbox.
     outbox_wake: Arc<Notify>,
     running: AtomicUsize,
+    /// `gateway.chat_daily_budget_usd` (0: unlimited).
+    daily_budget_usd: f64,
 }
 
 impl Scheduler {
+    // Each argument is a different collaborator the daemon wires in; a builder adds nothing.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         agent: Arc<dyn Agent>,
@@ -46,6 +51,7 @@ impl Scheduler {
         metrics: Arc<Metrics>,
         wake: Arc<Notify>,
         outbox_wake: Arc<Notify>,
+        daily_budget_usd: f64,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -57,6 +63,7 @@ impl Scheduler {
             wake,
             outbox_wake,
             running: AtomicUsize::new(0),
+            daily_budget_usd,
         })
     }
 
@@ -129,7 +136,59 @@ impl Scheduler {
         stop_tx
     }
 
+    /// When the chat's model spend today has reached the budget: the message it gets instead.
+    async fn budget_used_up(&self, chat_id: &str) -> Option<String> {
+        if self.daily_budget_usd <= 0.0 {
+            return None;
+        }
+        let (chat, day) = (chat_id.to_owned(), crate::gateway::utc_day());
+        let spent = self
+            .store
+            .read(move |c| crate::store::usage::spent_micros(c, &chat, &day))
+            .await;
+        match spent {
+            Ok(spent) if crate::gateway::over_budget(self.daily_budget_usd, spent) => {
+                Some(crate::gateway::budget_message(self.daily_budget_usd))
+            }
+            Ok(_) => None,
+            // Unknown spend does not stop a turn; the gateway checks again per request.
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the chat's model spend");
+                None
+            }
+        }
+    }
+
     async fn run_turn(&self, work: TurnWork) {
+        if let Some(text) = self.budget_used_up(&work.chat_id).await {
+            let message = OutgoingMessage {
+                text,
+                reply_to: work.reply_to().map(str::to_owned),
+                attachments: Vec::new(),
+            };
+            let w = work.clone();
+            // Done with that reply, in one transaction: nothing is lost, and a repeat finish
+            // of the same turn changes nothing.
+            let finished = self
+                .store
+                .write(move |c| {
+                    turns::finish(c, &w, &[message], &crate::agent::TurnAccounting::default())
+                })
+                .await;
+            match finished {
+                Ok(_) => {
+                    tracing::info!(
+                        status = "done",
+                        reason = "budget",
+                        "turn answered without the agent: model budget used up"
+                    );
+                    Metrics::inc(&self.metrics.turns_done);
+                    self.outbox_wake.notify_one();
+                }
+                Err(e) => tracing::error!(error = %e, "could not record a turn's outcome"),
+            }
+            return;
+        }
         Metrics::inc(&self.metrics.turns_started);
         let started = std::time::Instant::now();
         tracing::info!(

@@ -14,6 +14,7 @@ pub mod gate;
 pub mod messages;
 pub mod outbox;
 pub mod turns;
+pub mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,7 @@ const WAL_HARD_LIMIT_FRAMES: i64 = 16_384;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_initial.sql")),
     (2, include_str!("../../migrations/0002_attention.sql")),
+    (3, include_str!("../../migrations/0003_gateway.sql")),
     (4, include_str!("../../migrations/0004_lookup_indexes.sql")),
 ];
 
