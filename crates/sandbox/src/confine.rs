@@ -4,9 +4,11 @@
 //! on `/proc`, `/sys` and `/dev`, read-write on the few devices a terminal needs, and, where
 //! the kernel has them, abstract unix sockets and signals scoped to the chat's own processes.
 //!
-//! Until the per-chat users and namespaces of the sandbox helper exist, this is what keeps one
-//! chat's agent out of another chat's files. It is applied by the launcher that starts the
-//! chat's tmux server, so a process inside cannot undo it by talking to tmux.
+//! Without root (no per-chat users or namespaces), this is what keeps one chat's agent out of
+//! another chat's files; it is applied by the launcher that starts the chat's tmux server, so a
+//! process inside cannot undo it by talking to tmux. With root, the sandbox ([`crate::jail`])
+//! applies it to every program as one of its layers ([`confine_paths`], adding the sandbox's
+//! private temporary directories).
 
 use std::path::{Path, PathBuf};
 
@@ -78,6 +80,16 @@ pub fn kernel_abi() -> i32 {
 /// Confines the calling process (and all it starts afterwards) to `home`, plus read-only and
 /// executable access to the system and to `exec_dirs`.
 pub fn confine(home: &Path, exec_dirs: &[PathBuf]) -> Result<Enforcement, ConfineError> {
+    confine_paths(&[home.to_path_buf()], exec_dirs)
+}
+
+/// Like [`confine`], with several read-write trees: the sandbox adds its private `/tmp`,
+/// `/var/tmp` and `/dev/shm` to the home (without it, `/tmp` is shared between chats and stays
+/// out of reach).
+pub fn confine_paths(
+    writable: &[PathBuf],
+    exec_dirs: &[PathBuf],
+) -> Result<Enforcement, ConfineError> {
     let abi = TARGET_ABI;
     let read_exec = AccessFs::from_read(abi);
     let read_only = AccessFs::from_read(abi) & !AccessFs::Execute;
@@ -85,7 +97,7 @@ pub fn confine(home: &Path, exec_dirs: &[PathBuf]) -> Result<Enforcement, Confin
         .handle_access(AccessFs::from_all(abi))?
         .scope(Scope::AbstractUnixSocket | Scope::Signal)?
         .create()?
-        .add_rules(path_beneath_rules([home], AccessFs::from_all(abi)))?
+        .add_rules(path_beneath_rules(writable, AccessFs::from_all(abi)))?
         .add_rules(path_beneath_rules(SYSTEM_EXEC, read_exec))?
         .add_rules(path_beneath_rules(exec_dirs, read_exec))?
         .add_rules(path_beneath_rules(SYSTEM_READ, read_only))?

@@ -4,6 +4,22 @@
 //!   it touches a path or a system call.
 //! * [`confine`]: Landlock confinement (used on its own without root, and as one layer of the
 //!   sandbox with it).
+//! * [`jail`]: the sandbox a chat's processes run in (namespaces, cgroup, rlimits,
+//!   no_new_privs, Landlock, seccomp, the chat's own uid) and its init process, which reaps
+//!   orphans and relays the model gateway into the chat's network namespace ([`forward`]).
+//! * [`protocol`], [`server`], [`client`]: the privileged helper's typed operations over a unix
+//!   socket, the server that checks its peer's credentials, and the daemon's client.
+//! * [`provision`]: per-chat Linux users, groups and homes.
+//! * [`cli`]: the helper's command line (`picortex-sandbox serve`, also `picortex sandbox`).
+//! * [`probe`]: what this host's kernel offers (namespaces, Landlock ABI, seccomp, cgroups).
 
+pub mod cli;
+pub mod client;
 pub mod confine;
+pub mod forward;
 pub mod ids;
+pub mod jail;
+pub mod probe;
+pub mod protocol;
+pub mod provision;
+pub mod server;
