@@ -8,6 +8,7 @@ pub mod channel;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod doctor;
 pub mod gate;
 pub mod gatekeeper;
 pub mod gateway;

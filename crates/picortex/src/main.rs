@@ -55,6 +55,19 @@ enum Command {
     /// Host a chat's agent (started by the daemon inside the chat's tmux session).
     #[command(hide = true)]
     Runner(picortex_runner::cli::Args),
+    /// Check this host and configuration (kernel features, tools, directories, secrets set),
+    /// with the fix for each problem. Exit code 1 when a check failed.
+    Doctor {
+        /// TOML configuration file, as for `serve`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The picortex-sandbox helper's socket, if one is used.
+        #[arg(long)]
+        sandbox_socket: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a consistent copy of the live database.
     Backup {
         #[arg(long)]
@@ -72,9 +85,25 @@ async fn main() -> anyhow::Result<()> {
         // The runner's window is a terminal for people: no JSON logs there.
         return picortex_runner::cli::run(args).await;
     }
+    if let Command::Doctor {
+        config,
+        sandbox_socket,
+        json,
+    } = cli.command
+    {
+        // A report for people (or --json for scripts): no log lines mixed in.
+        let options = picortex::doctor::DoctorOptions { sandbox_socket };
+        let report = picortex::doctor::diagnose(config.as_deref(), &options);
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", report.to_text());
+        }
+        std::process::exit(if report.passed() { 0 } else { 1 });
+    }
     picortex::logging::init();
     match cli.command {
-        Command::Runner(_) => {}
+        Command::Runner(_) | Command::Doctor { .. } => {}
         Command::Serve { config } => {
             let config = Config::load(config.as_deref())?;
             config.validate()?;
