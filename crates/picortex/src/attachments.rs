@@ -40,6 +40,39 @@ pub fn read_beneath(home: &Path, path: &Path) -> Result<Attachment, AttachmentEr
         path: path.to_owned(),
         source,
     };
+    let filename = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| AttachmentError::NotAFile(path.to_owned()))?
+        .to_owned();
+    let content_type =
+        content_type(&filename).ok_or_else(|| AttachmentError::UnsupportedType(path.to_owned()))?;
+    let (mut file, size) = open_beneath(home, path)?;
+    if size > MAX_BYTES {
+        return Err(AttachmentError::TooLarge {
+            path: path.to_owned(),
+            size,
+        });
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.by_ref()
+        .take(MAX_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    Ok(Attachment {
+        filename,
+        content_type,
+        bytes,
+    })
+}
+
+/// Opens the regular file `path` for reading if it is beneath `home` once its directories'
+/// symlinks are resolved and is not a symlink itself; returns it with its size.
+pub fn open_beneath(home: &Path, path: &Path) -> Result<(std::fs::File, u64), AttachmentError> {
+    let io = |source| AttachmentError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let home = home.canonicalize().map_err(io)?;
     let parent = path
         .parent()
@@ -51,37 +84,18 @@ pub fn read_beneath(home: &Path, path: &Path) -> Result<Attachment, AttachmentEr
     }
     let filename = path
         .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| AttachmentError::NotAFile(path.to_owned()))?
-        .to_owned();
-    let content_type =
-        content_type(&filename).ok_or_else(|| AttachmentError::UnsupportedType(path.to_owned()))?;
+        .ok_or_else(|| AttachmentError::NotAFile(path.to_owned()))?;
     // O_NOFOLLOW: a symlink as the last component fails instead of being followed.
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(parent.join(&filename))
+        .open(parent.join(filename))
         .map_err(io)?;
     let meta = file.metadata().map_err(io)?;
     if !meta.is_file() {
         return Err(AttachmentError::NotAFile(path.to_owned()));
     }
-    if meta.len() > MAX_BYTES {
-        return Err(AttachmentError::TooLarge {
-            path: path.to_owned(),
-            size: meta.len(),
-        });
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.by_ref()
-        .take(MAX_BYTES)
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
-    Ok(Attachment {
-        filename,
-        content_type,
-        bytes,
-    })
+    Ok((file, meta.len()))
 }
 
 /// The Linq-supported content type for a file name, by extension.

@@ -50,6 +50,49 @@ impl std::str::FromStr for AgentKind {
     }
 }
 
+/// How chats are kept apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum IsolationMode {
+    /// The sandbox helper when picortex can use it (running as root, or a helper socket
+    /// configured), otherwise Landlock alone, reported as degraded.
+    #[default]
+    Auto,
+    /// Each chat its own Linux user in namespaces, a cgroup, Landlock and seccomp; the daemon
+    /// refuses to start without the helper.
+    Sandbox,
+    /// Landlock alone: chats share the daemon's user (a developer's machine).
+    Landlock,
+}
+
+impl std::str::FromStr for IsolationMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "sandbox" => Ok(Self::Sandbox),
+            "landlock" => Ok(Self::Landlock),
+            other => Err(format!(
+                "unknown isolation mode {other:?} (expected auto, sandbox or landlock)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IsolationConfig {
+    /// `PICORTEX_ISOLATION`.
+    pub mode: IsolationMode,
+    /// A picortex-sandbox helper that is already running (production: started by systemd as
+    /// root, the daemon as its own user); `PICORTEX_SANDBOX_SOCKET`. Unset: a daemon running as
+    /// root starts its own helper.
+    pub helper_socket: Option<PathBuf>,
+    /// The helper binary a root daemon starts (default: `picortex-sandbox` next to picortex's
+    /// binary, else picortex itself, which carries the helper as `picortex sandbox`).
+    pub helper_bin: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -78,6 +121,8 @@ pub struct Config {
     pub api_token: Option<String>,
     /// The model gateway, the agents' only way to the model.
     pub gateway: GatewayConfig,
+    /// How chats are kept apart.
+    pub isolation: IsolationConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -287,6 +332,7 @@ impl Default for Config {
             webhook_body_limit: 256 * 1024,
             api_token: None,
             gateway: GatewayConfig::default(),
+            isolation: IsolationConfig::default(),
         }
     }
 }
@@ -338,6 +384,8 @@ pub const ENV_KEYS: &[&str] = &[
     "ANTHROPIC_API_KEY",
     "ANTHROPIC_BASE_URL",
     "PICORTEX_API_TOKEN",
+    "PICORTEX_ISOLATION",
+    "PICORTEX_SANDBOX_SOCKET",
 ];
 
 impl Config {
@@ -397,6 +445,16 @@ impl Config {
                 value: v.clone(),
                 message,
             })?;
+        }
+        if let Some(v) = get("PICORTEX_ISOLATION") {
+            self.isolation.mode = v.parse().map_err(|message| ConfigError::Env {
+                name: "PICORTEX_ISOLATION",
+                value: v.clone(),
+                message,
+            })?;
+        }
+        if let Some(v) = get("PICORTEX_SANDBOX_SOCKET") {
+            self.isolation.helper_socket = Some(v.into());
         }
         if let Some(v) = get("PICORTEX_API_TOKEN") {
             self.api_token = Some(v);

@@ -17,12 +17,14 @@ use crate::config::{AgentKind, Config};
 use crate::gatekeeper::{Gatekeeper, Wakes};
 use crate::gateway::Gateway;
 use crate::ingest::IngestConfig;
+use crate::isolation::Isolation;
 use crate::metrics::Metrics;
 use crate::runner_agent::RunnerAgent;
 use crate::scheduler::Scheduler;
 use crate::sender::Sender;
 use crate::server::{AppState, TokenBucket, router};
 use crate::store::Store;
+use crate::workspace::Workspaces;
 
 pub struct DaemonHandle {
     pub addr: SocketAddr,
@@ -88,14 +90,29 @@ async fn start_inner(
     let (gateway, gateway_tasks) = Gateway::start(&config, store.clone())
         .await
         .context("starting the model gateway")?;
+    // Only agents that run in chat workspaces need the sandbox (the echo agent runs none).
+    let isolation = match (&agent, config.agent) {
+        (None, AgentKind::ClaudeCode | AgentKind::Command) => Isolation::setup(&config).await?,
+        _ => Isolation::Landlock,
+    };
+    let workspaces = Workspaces::with_isolation(&config.workspace_root, &isolation);
     let agent: Arc<dyn Agent> = match (agent, config.agent) {
         (Some(agent), _) => agent,
         (None, AgentKind::Echo) => Arc::new(EchoAgent),
-        (None, AgentKind::ClaudeCode | AgentKind::Command) => Arc::new(
-            RunnerAgent::from_config(&config)
-                .context("configuring the agent runner")?
-                .through_gateway(gateway.clone(), gateway.agent_base_url(addr)),
-        ),
+        (None, AgentKind::ClaudeCode | AgentKind::Command) => {
+            // Inside a chat's network namespace the gateway is the forwarder on loopback.
+            let base_url = if workspaces.sandboxed() {
+                crate::gateway::NAMESPACE_BASE_URL.to_owned()
+            } else {
+                gateway.agent_base_url(addr)
+            };
+            Arc::new(
+                RunnerAgent::from_config(&config)
+                    .context("configuring the agent runner")?
+                    .in_workspaces(workspaces.clone())
+                    .through_gateway(gateway.clone(), base_url),
+            )
+        }
     };
     let client = linq::Client::new(linq::ClientConfig {
         base_url: config.linq.base_url.clone(),
@@ -112,6 +129,15 @@ async fn start_inner(
     let gate_wake = Arc::new(Notify::new());
     let turns_wake = Arc::new(Notify::new());
     let outbox_wake = Arc::new(Notify::new());
+    let isolation_report = if config.agent == AgentKind::Echo {
+        serde_json::json!({
+            "status": "not-needed",
+            "mode": "none",
+            "reason": "the echo agent answers inside the daemon and runs nothing in chat workspaces",
+        })
+    } else {
+        isolation.report().await
+    };
     let gatekeeper = Gatekeeper::new(
         &config,
         store.clone(),
@@ -122,6 +148,7 @@ async fn start_inner(
             turns: turns_wake.clone(),
             outbox: outbox_wake.clone(),
         },
+        workspaces.clone(),
     )
     .context("configuring the attention gate")?;
     let tmux_version = tmux_version().await;
@@ -151,7 +178,7 @@ async fn start_inner(
         started: Instant::now(),
         agent_name: agent.name(),
         tmux_version,
-        isolation: isolation_report(),
+        isolation: isolation_report,
         webhook_body_limit: config.webhook_body_limit,
         frontend_log_bucket: TokenBucket::new(20, 1.0),
         api_token: config.api_token.clone(),
@@ -183,33 +210,6 @@ async fn start_inner(
         gateway,
         tasks,
         shutdown,
-    })
-}
-
-/// What isolates chats from each other here. Today every chat runs as the daemon's user,
-/// confined by Landlock to its home where the kernel has it: degraded, and said loudly.
-fn isolation_report() -> serde_json::Value {
-    let abi = picortex_sandbox::confine::kernel_abi();
-    let missing = [
-        "per-chat Linux users",
-        "mount, PID, IPC, UTS and network namespaces",
-        "cgroup limits",
-        "seccomp filter",
-        "model gateway (agents get the API key)",
-    ];
-    let mode = if abi > 0 { "landlock" } else { "none" };
-    tracing::warn!(
-        isolation = "degraded",
-        mode,
-        landlock_abi = abi,
-        missing = ?missing,
-        "chats are not fully isolated: each runs as this user, confined only by Landlock (if any)"
-    );
-    serde_json::json!({
-        "status": "degraded",
-        "mode": mode,
-        "landlock_abi": abi,
-        "missing": missing,
     })
 }
 

@@ -210,7 +210,10 @@ fn check_with(
     checks.push(agent_check(config));
     checks.push(sandbox_socket_check(
         host,
-        options.sandbox_socket.as_deref(),
+        options
+            .sandbox_socket
+            .as_deref()
+            .or(config.isolation.helper_socket.as_deref()),
     ));
     checks.push(workspace_root_check(&config.workspace_root));
     checks.push(data_dir_check(&config.data_dir));

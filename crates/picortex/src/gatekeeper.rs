@@ -67,6 +67,7 @@ impl Gatekeeper {
         agent: Arc<dyn Agent>,
         metrics: Arc<Metrics>,
         wakes: Wakes,
+        workspaces: Workspaces,
     ) -> anyhow::Result<Arc<Self>> {
         let a = &config.attention;
         let discriminator = match &config.agents.anthropic_api_key {
@@ -92,7 +93,7 @@ impl Gatekeeper {
             config.agent,
             crate::config::AgentKind::ClaudeCode | crate::config::AgentKind::Command
         )
-        .then(|| Workspaces::new(&config.workspace_root));
+        .then_some(workspaces);
         Ok(Arc::new(Self {
             store,
             agent,
@@ -332,7 +333,7 @@ impl Gatekeeper {
                 None,
             ));
         };
-        let prompt = self.prompt_for(&msg.chat_id);
+        let prompt = self.prompt_for(&msg.chat_id).await;
         let context: Vec<ContextMessage> = recent
             .iter()
             .map(|r| ContextMessage {
@@ -435,15 +436,14 @@ impl Gatekeeper {
 
     /// The chat's discriminator prompt: its `.picortex/prompts/discriminator.md` (seeded from
     /// the default the first time), or the default for chats without a home.
-    fn prompt_for(&self, chat_id: &str) -> String {
+    async fn prompt_for(&self, chat_id: &str) -> String {
         let Some(workspaces) = &self.workspaces else {
             return DEFAULT_PROMPT.to_owned();
         };
-        let Ok(home) = workspaces.ensure_home(chat_id) else {
+        if workspaces.ensure_home(chat_id).await.is_err() {
             return DEFAULT_PROMPT.to_owned();
-        };
-        let path = home.join(PROMPT_FILE);
-        match std::fs::read_to_string(&path) {
+        }
+        match workspaces.read_text(chat_id, PROMPT_FILE).await {
             Ok(text) if !text.trim().is_empty() => text,
             _ => DEFAULT_PROMPT.to_owned(),
         }

@@ -13,6 +13,7 @@ pub mod gate;
 pub mod gatekeeper;
 pub mod gateway;
 pub mod ingest;
+pub mod isolation;
 pub mod logging;
 pub mod metrics;
 pub mod runner_agent;

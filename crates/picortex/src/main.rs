@@ -55,13 +55,16 @@ enum Command {
     /// Host a chat's agent (started by the daemon inside the chat's tmux session).
     #[command(hide = true)]
     Runner(picortex_runner::cli::Args),
+    /// The privileged sandbox helper (a root daemon starts it itself; see picortex-sandbox).
+    #[command(hide = true, subcommand)]
+    Sandbox(SandboxCommand),
     /// Check this host and configuration (kernel features, tools, directories, secrets set),
     /// with the fix for each problem. Exit code 1 when a check failed.
     Doctor {
         /// TOML configuration file, as for `serve`.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// The picortex-sandbox helper's socket, if one is used.
+        /// The picortex-sandbox helper's socket (default: isolation.helper_socket).
         #[arg(long)]
         sandbox_socket: Option<PathBuf>,
         /// Print the report as JSON.
@@ -78,9 +81,29 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+#[derive(Subcommand)]
+enum SandboxCommand {
+    /// Serve the helper's unix socket (run as root).
+    Serve(picortex_sandbox::cli::ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    // A chat's sandbox re-executes the helper's binary (this one, when the helper runs as
+    // `picortex sandbox`) as its init: that must happen before any thread exists.
+    picortex_sandbox::jail::run_init_if_requested();
     let cli = Cli::parse();
+    if let Command::Sandbox(SandboxCommand::Serve(args)) = cli.command {
+        picortex::logging::init();
+        return picortex_sandbox::cli::serve(args);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Runner(args) = cli.command {
         // The runner's window is a terminal for people: no JSON logs there.
         return picortex_runner::cli::run(args).await;
@@ -103,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
     }
     picortex::logging::init();
     match cli.command {
-        Command::Runner(_) | Command::Doctor { .. } => {}
+        Command::Runner(_) | Command::Doctor { .. } | Command::Sandbox(_) => {}
         Command::Serve { config } => {
             let config = Config::load(config.as_deref())?;
             config.validate()?;

@@ -141,6 +141,13 @@ impl RunnerAgent {
         })
     }
 
+    /// Keeps chats in `workspaces` (the daemon's, which know the isolation in force) instead of
+    /// plain directories of this user.
+    pub fn in_workspaces(mut self, workspaces: Workspaces) -> Self {
+        self.workspaces = workspaces;
+        self
+    }
+
     /// Sends the agent's model traffic through `gateway`, reached at `base_url` from where the
     /// agent runs (the daemon's port without a network namespace, the forwarder inside one):
     /// each chat's runner is launched with that URL and the chat's own token, and the real key
@@ -172,6 +179,7 @@ impl RunnerAgent {
         let home = self
             .workspaces
             .ensure_home(&request.chat_id)
+            .await
             .map_err(|e| AgentError::Retryable(e.to_string()))?;
         self.write_system_prompt(&home, &request)
             .map_err(|e| AgentError::Retryable(format!("writing the system prompt: {e}")))?;
@@ -228,7 +236,7 @@ impl RunnerAgent {
         // The token is issued (and its hash stored) when the runner is set up, not per turn.
         launch.env.extend(self.model_env(chat_id).await?);
         self.workspaces
-            .ensure_runner(home, &launch)
+            .ensure_runner(chat_id, home, &launch)
             .await
             .map_err(|e| AgentError::Retryable(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + RUNNER_START_TIMEOUT;
@@ -383,6 +391,7 @@ impl Agent for RunnerAgent {
             let home = self
                 .workspaces
                 .ensure_home(chat_id)
+                .await
                 .map_err(|e| AgentError::Retryable(e.to_string()))?;
             // A running runner drops its agent process and session; one that is not running
             // starts without a session because the file is gone.
@@ -400,10 +409,12 @@ impl Agent for RunnerAgent {
     }
 
     fn interrupt(&self, request: &TurnRequest) -> BoxFuture<'_, ()> {
-        let home = self.workspaces.ensure_home(&request.chat_id);
+        let chat_id = request.chat_id.clone();
         let turn_id = request.turn_id;
         Box::pin(async move {
-            let Ok(home) = home else { return };
+            let Ok(home) = self.workspaces.ensure_home(&chat_id).await else {
+                return;
+            };
             if let Ok(mut s) = UnixStream::connect(runner_socket(&home)).await
                 && let Ok(line) = encode(&Request::Interrupt { turn_id })
             {

@@ -7,10 +7,14 @@
 //! line. (Running each chat as its own Linux user inside a sandbox comes with the isolation
 //! work; it changes who the runner runs as, not this shape.)
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::isolation::{Isolation, SandboxHelper};
 
 /// The tmux session every chat's server holds.
 pub const TMUX_SESSION: &str = "picortex";
@@ -31,6 +35,10 @@ pub enum WorkspaceError {
     NoDirectory(String),
     #[error("initialising the chat's git repository: {0}")]
     Git(String),
+    #[error("the sandbox helper: {0}")]
+    Sandbox(String),
+    #[error("reading from the chat's home: {0}")]
+    Read(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceError + '_ {
@@ -56,24 +64,109 @@ pub struct RunnerLaunch {
     pub allow_exec: Vec<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
+/// Chat homes and tmux servers, either made by the daemon itself (Landlock isolation) or by
+/// the sandbox helper (each chat its own user, its tmux server inside the chat's jail).
+#[derive(Clone)]
 pub struct Workspaces {
     root: PathBuf,
+    helper: Option<Arc<SandboxHelper>>,
+    /// Homes the helper has provisioned, so a turn does not ask again.
+    provisioned: Arc<Mutex<HashMap<String, PathBuf>>>,
 }
 
 impl Workspaces {
+    /// Homes made by the daemon's own user (no sandbox helper).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            helper: None,
+            provisioned: Arc::default(),
+        }
+    }
+
+    /// Homes made the way `isolation` says: by the sandbox helper when there is one.
+    pub fn with_isolation(root: impl Into<PathBuf>, isolation: &Isolation) -> Self {
+        Self {
+            helper: isolation.helper().cloned(),
+            ..Self::new(root)
+        }
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// The chat's home, created (mode 0700, with `.picortex/`) if it does not exist yet. The
-    /// chat id is recorded inside so a colliding hash gets the next suffix instead of another
-    /// chat's files.
-    pub fn ensure_home(&self, chat_id: &str) -> Result<PathBuf, WorkspaceError> {
+    /// Whether each chat runs as its own user inside the sandbox.
+    pub fn sandboxed(&self) -> bool {
+        self.helper.is_some()
+    }
+
+    /// The chat's home, made if it does not exist yet: by the sandbox helper (the chat's user,
+    /// group, 0700 home and seeded repository) or by the daemon itself.
+    pub async fn ensure_home(&self, chat_id: &str) -> Result<PathBuf, WorkspaceError> {
+        let Some(helper) = &self.helper else {
+            let this = self.clone();
+            let chat_id = chat_id.to_owned();
+            return tokio::task::spawn_blocking(move || this.ensure_local_home(&chat_id))
+                .await
+                .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?;
+        };
+        if let Some(home) = self.cached_home(chat_id) {
+            return Ok(home);
+        }
+        let id = chat_id.to_owned();
+        let provisioned = helper
+            .call(move |client| client.provision(&id, seed_files()))
+            .await
+            .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?;
+        if let Ok(mut cache) = self.provisioned.lock() {
+            cache.insert(chat_id.to_owned(), provisioned.home.clone());
+        }
+        Ok(provisioned.home)
+    }
+
+    /// A small text file beneath the chat's home (its prompts), read with the chat's own rights
+    /// through the helper when sandboxed; no symlink or `..` leads out of the home.
+    pub async fn read_text(&self, chat_id: &str, relative: &str) -> Result<String, WorkspaceError> {
+        use std::io::Read as _;
+        const MAX_TEXT_BYTES: u64 = 1 << 20;
+        let file = match &self.helper {
+            Some(helper) => {
+                let (id, path) = (chat_id.to_owned(), relative.to_owned());
+                let (fd, _size) = helper
+                    .call(move |client| client.open_file(&id, &path))
+                    .await
+                    .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?;
+                std::fs::File::from(fd)
+            }
+            None => {
+                let home = self.ensure_home(chat_id).await?;
+                let path = home.join(relative);
+                crate::attachments::open_beneath(&home, &path)
+                    .map_err(|e| WorkspaceError::Read(e.to_string()))?
+                    .0
+            }
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut text = String::new();
+            file.take(MAX_TEXT_BYTES)
+                .read_to_string(&mut text)
+                .map(|_| text)
+                .map_err(|e| WorkspaceError::Read(e.to_string()))
+        })
+        .await
+        .map_err(|e| WorkspaceError::Read(e.to_string()))?
+    }
+
+    fn cached_home(&self, chat_id: &str) -> Option<PathBuf> {
+        let cache = self.provisioned.lock().ok()?;
+        cache.get(chat_id).filter(|home| home.is_dir()).cloned()
+    }
+
+    /// The chat's home made by the daemon's own user (mode 0700, with `.picortex/`). The chat
+    /// id is recorded inside so a colliding hash gets the next suffix instead of another chat's
+    /// files.
+    fn ensure_local_home(&self, chat_id: &str) -> Result<PathBuf, WorkspaceError> {
         std::fs::create_dir_all(&self.root).map_err(io_err(&self.root))?;
         let base = chat_dir_name(chat_id);
         for n in 0..100u32 {
@@ -111,6 +204,7 @@ impl Workspaces {
     /// starting or respawning it as needed.
     pub async fn ensure_runner(
         &self,
+        chat_id: &str,
         home: &Path,
         launch: &RunnerLaunch,
     ) -> Result<(), WorkspaceError> {
@@ -120,6 +214,13 @@ impl Workspaces {
             .chain(launch.args.iter().cloned())
             .chain([OsString::from("--home"), home.as_os_str().to_owned()])
             .collect();
+        if let Some(helper) = &self.helper
+            && !tmux.has_session().await
+        {
+            self.start_sandboxed(helper, chat_id, home, launch, &runner_cmd)
+                .await?;
+            return self.open_windows(&tmux, home).await;
+        }
         if !tmux.has_session().await {
             let mut args: Vec<OsString> = vec![
                 "new-session".into(),
@@ -172,36 +273,7 @@ impl Workspaces {
                     detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
                 });
             }
-            // Keep the transcript on screen when the runner exits (idle), so it can be respawned
-            // in place and the owner still sees the history.
-            tmux.run(
-                "set remain-on-exit",
-                &[
-                    "set-option",
-                    "-w",
-                    "-t",
-                    &format!("{TMUX_SESSION}:agent"),
-                    "remain-on-exit",
-                    "on",
-                ]
-                .map(OsString::from),
-            )
-            .await?;
-            tmux.run(
-                "new-window",
-                &[
-                    OsString::from("new-window"),
-                    "-d".into(),
-                    "-t".into(),
-                    TMUX_SESSION.into(),
-                    "-n".into(),
-                    "shell".into(),
-                    "-c".into(),
-                    home.as_os_str().to_owned(),
-                ],
-            )
-            .await?;
-            return Ok(());
+            return self.open_windows(&tmux, home).await;
         }
         if tmux.agent_pane_dead().await? {
             let mut args: Vec<OsString> = vec![
@@ -209,16 +281,139 @@ impl Workspaces {
                 "-k".into(),
                 "-t".into(),
                 format!("{TMUX_SESSION}:agent").into(),
-                "--".into(),
             ];
+            // The runner's environment as of now (a restarted daemon may hand out another
+            // gateway URL), not the one the session was created with.
+            for (k, v) in &launch.env {
+                args.push("-e".into());
+                args.push(format!("{k}={v}").into());
+            }
+            args.push("--".into());
             args.extend(runner_cmd);
             tmux.run("respawn-pane", &args).await?;
         }
         Ok(())
     }
 
-    /// Stops a chat's tmux server (and with it the runner and agent).
-    pub async fn stop(&self, home: &Path) -> Result<(), WorkspaceError> {
+    /// Starts the chat's jail through the sandbox helper with the chat's tmux server in it,
+    /// its `agent` window running the runner. A jail that is alive without a tmux session
+    /// (the server died, something else lingers) is stopped and started afresh.
+    async fn start_sandboxed(
+        &self,
+        helper: &SandboxHelper,
+        chat_id: &str,
+        home: &Path,
+        launch: &RunnerLaunch,
+        runner_cmd: &[OsString],
+    ) -> Result<(), WorkspaceError> {
+        let tmux_bin = crate::runner_agent::which(Path::new("tmux"))
+            .ok_or_else(|| WorkspaceError::Sandbox("tmux is not installed".into()))?;
+        let text = |s: &OsString| s.to_string_lossy().into_owned();
+        let mut args: Vec<String> = vec![
+            "-S".into(),
+            Tmux::for_home(home).socket().display().to_string(),
+            "new-session".into(),
+            "-d".into(),
+            "-s".into(),
+            TMUX_SESSION.into(),
+            "-n".into(),
+            "agent".into(),
+            "-x".into(),
+            "160".into(),
+            "-y".into(),
+            "48".into(),
+            "-c".into(),
+            home.display().to_string(),
+        ];
+        for (k, v) in &launch.env {
+            args.push("-e".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.push("--".into());
+        args.extend(runner_cmd.iter().map(text));
+        for attempt in 0..2 {
+            let (id, program, args, env, exec_dirs) = (
+                chat_id.to_owned(),
+                tmux_bin.clone(),
+                args.clone(),
+                launch.env.clone(),
+                launch.allow_exec.clone(),
+            );
+            let (_, exit_code) = helper
+                .call(move |client| client.start_sandbox(&id, program, args, env, exec_dirs))
+                .await
+                .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?;
+            match exit_code {
+                Some(0) => return Ok(()),
+                Some(code) => {
+                    return Err(WorkspaceError::Tmux {
+                        action: "new-session",
+                        detail: format!("tmux exited with {code} inside the chat's sandbox"),
+                    });
+                }
+                // Already running: fine if its tmux session is there.
+                None if Tmux::for_home(home).has_session().await => return Ok(()),
+                None if attempt == 0 => {
+                    let id = chat_id.to_owned();
+                    helper
+                        .call(move |client| client.stop(&id))
+                        .await
+                        .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?;
+                }
+                None => break,
+            }
+        }
+        Err(WorkspaceError::Sandbox(
+            "the chat's sandbox runs but holds no tmux session".into(),
+        ))
+    }
+
+    /// Sets up a fresh session's windows: the transcript kept on screen when the runner exits
+    /// (so it can be respawned in place), and the owner's `shell` window.
+    async fn open_windows(&self, tmux: &Tmux, home: &Path) -> Result<(), WorkspaceError> {
+        // Keep the transcript on screen when the runner exits (idle), so it can be respawned
+        // in place and the owner still sees the history.
+        tmux.run(
+            "set remain-on-exit",
+            &[
+                "set-option",
+                "-w",
+                "-t",
+                &format!("{TMUX_SESSION}:agent"),
+                "remain-on-exit",
+                "on",
+            ]
+            .map(OsString::from),
+        )
+        .await?;
+        tmux.run(
+            "new-window",
+            &[
+                OsString::from("new-window"),
+                "-d".into(),
+                "-t".into(),
+                TMUX_SESSION.into(),
+                "-n".into(),
+                "shell".into(),
+                "-c".into(),
+                home.as_os_str().to_owned(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Stops a chat's tmux server (and with it the runner and agent); in the sandbox, the
+    /// chat's whole jail.
+    pub async fn stop(&self, chat_id: &str, home: &Path) -> Result<(), WorkspaceError> {
+        if let Some(helper) = &self.helper {
+            let id = chat_id.to_owned();
+            helper
+                .call(move |client| client.stop(&id))
+                .await
+                .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?;
+            return Ok(());
+        }
         let tmux = Tmux::for_home(home);
         if tmux.has_session().await {
             tmux.run("kill-server", &[OsString::from("kill-server")])
@@ -226,6 +421,14 @@ impl Workspaces {
         }
         Ok(())
     }
+}
+
+/// The files a new home starts with besides the layout itself (the helper commits them).
+fn seed_files() -> Vec<picortex_sandbox::protocol::SeedFile> {
+    vec![picortex_sandbox::protocol::SeedFile {
+        path: ".picortex/prompts/discriminator.md".into(),
+        contents: crate::gate::discriminator::DEFAULT_PROMPT.into(),
+    }]
 }
 
 /// Seeds a new home: the chat's discriminator prompt from the default, and a git repository
@@ -373,11 +576,11 @@ mod tests {
         assert!(!chat_dir_name("../../etc").contains('/'));
     }
 
-    #[test]
-    fn homes_are_private_and_collisions_get_a_suffix() {
+    #[tokio::test]
+    async fn homes_are_private_and_collisions_get_a_suffix() {
         let root = tempfile::tempdir().unwrap();
         let ws = Workspaces::new(root.path());
-        let home = ws.ensure_home("chat-a").unwrap();
+        let home = ws.ensure_home("chat-a").await.unwrap();
         let mode = std::fs::metadata(&home).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         // Seeded with the default prompt, committed in the chat's own repository.
@@ -391,10 +594,10 @@ mod tests {
             .output()
             .unwrap();
         assert!(String::from_utf8_lossy(&log.stdout).contains("discriminator prompt"));
-        assert_eq!(ws.ensure_home("chat-a").unwrap(), home);
+        assert_eq!(ws.ensure_home("chat-a").await.unwrap(), home);
         // Simulate another chat already owning this hash's directory.
         std::fs::write(home.join(".picortex/chat_id"), "someone-else").unwrap();
-        let second = ws.ensure_home("chat-a").unwrap();
+        let second = ws.ensure_home("chat-a").await.unwrap();
         assert_eq!(
             second,
             root.path().join(format!("{}-1", chat_dir_name("chat-a")))

@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(90);
 struct Cleanup(std::path::PathBuf);
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        kill_tmux_servers(&self.0);
+        cleanup_chats(&self.0);
     }
 }
 

@@ -228,5 +228,5 @@ async fn daemon_sigkilled_mid_turn_collects_the_runners_result_once() {
         "the agent ran once; the restarted daemon collected its result"
     );
     daemon.sigkill().await;
-    kill_tmux_servers(&root);
+    cleanup_chats(&root);
 }

@@ -422,7 +422,7 @@ async fn a_spent_budget_gets_429_and_the_chat_one_budget_message_instead_of_a_tu
 struct Cleanup(std::path::PathBuf);
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        kill_tmux_servers(&self.0);
+        cleanup_chats(&self.0);
     }
 }
 
@@ -495,11 +495,15 @@ async fn a_claude_code_turn_goes_through_the_gateway_and_is_metered() {
         .unwrap();
     let env = String::from_utf8_lossy(&env.stdout);
     let token = stack.daemon.gateway.issue_token(&chat).await.unwrap();
+    // As root the agent runs in its own network namespace and reaches the gateway through the
+    // forwarder on its loopback; without root, on the daemon's port.
+    let base_url = if nix::unistd::geteuid().is_root() {
+        picortex::gateway::NAMESPACE_BASE_URL.to_owned()
+    } else {
+        format!("{}/gateway", stack.daemon.base_url())
+    };
     assert!(
-        env.contains(&format!(
-            "ANTHROPIC_BASE_URL={}/gateway",
-            stack.daemon.base_url()
-        )),
+        env.contains(&format!("ANTHROPIC_BASE_URL={base_url}")),
         "{env}"
     );
     assert!(env.contains(&format!("ANTHROPIC_API_KEY={token}")), "{env}");

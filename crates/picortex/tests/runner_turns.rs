@@ -11,6 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use picortex::config::IsolationMode;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -18,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(30);
 struct Cleanup(std::path::PathBuf);
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        kill_tmux_servers(&self.0);
+        cleanup_chats(&self.0);
     }
 }
 
@@ -128,6 +129,31 @@ async fn messages_sent_during_a_turn_fold_into_one_next_turn() {
     );
 }
 
+/// The host pid of the chat's process that tmux knows as `pane_pid`: tmux runs in the chat's
+/// PID namespace when sandboxed, so its pids are the namespace's (the last `NSpid` entry of the
+/// chat user's process).
+fn host_pid(home: &std::path::Path, pane_pid: i32) -> i32 {
+    use std::os::unix::fs::MetadataExt as _;
+    let uid = std::fs::metadata(home).unwrap().uid().to_string();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        let (uids, nspids) = (field("Uid:"), field("NSpid:"));
+        if uids.first() == Some(&uid) && nspids.last() == Some(&pane_pid.to_string()) {
+            return nspids[0].parse().unwrap();
+        }
+    }
+    panic!("no process of the chat is pane pid {pane_pid}");
+}
+
 #[tokio::test]
 async fn a_runner_killed_mid_turn_is_retried_once_and_answers_once() {
     if !have_tmux() {
@@ -153,7 +179,8 @@ async fn a_runner_killed_mid_turn_is_retried_once_and_answers_once() {
         .args(["list-panes", "-t", "picortex:agent", "-F", "#{pane_pid}"])
         .output()
         .unwrap();
-    let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let pane_pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let pid = host_pid(&home, pane_pid);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -296,23 +323,42 @@ probe)
   try "hard-link chat B's file into its home" "ln '$target/secret.txt' myhard && cat myhard"
   try "write outside its home (/var/tmp)" "echo x > /var/tmp/picortex-escape-$$"
   try "write system files (/etc/hosts)" "echo x >> /etc/hosts"
+  try "reach chat B's tmux server" "tmux -S '$target/.picortex/tmux.sock' list-sessions"
   ;;
 esac"#;
 
 #[tokio::test]
 async fn landlock_keeps_a_chats_agent_out_of_other_chats_files() {
-    if !have_tmux() {
-        return;
-    }
     let abi = picortex_sandbox::confine::kernel_abi();
     if abi == 0 {
         println!("SKIP: the kernel has no Landlock; chats are not confined (isolation: degraded)");
         return;
     }
+    probe_another_chat(IsolationMode::Landlock, &format!("Landlock ABI {abi}")).await;
+}
+
+#[tokio::test]
+async fn the_sandbox_keeps_a_chats_agent_out_of_other_chats() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("SKIP: per-chat users and namespaces need root (isolation: degraded without it)");
+        return;
+    }
+    probe_another_chat(IsolationMode::Sandbox, "sandbox").await;
+}
+
+/// Chat B plants a secret; chat A's agent, through the daemon, tries to reach it and B's tmux
+/// server, and to write outside its home. Each attempt prints PASS/FAIL/SKIP.
+async fn probe_another_chat(mode: IsolationMode, layer: &str) {
+    if !have_tmux() {
+        return;
+    }
     let root = tempfile::tempdir().unwrap();
     let _cleanup = Cleanup(root.path().to_owned());
-    let stack =
-        Stack::start_with(|c| use_command_agent(c, root.path(), &["sh", "-c", PROBE_SCRIPT])).await;
+    let stack = Stack::start_with(|c| {
+        use_command_agent(c, root.path(), &["sh", "-c", PROBE_SCRIPT]);
+        c.isolation.mode = mode;
+    })
+    .await;
     let (b, _) = stack.sim.dm("+15551230009", "plant").await;
     assert_eq!(reply_texts(&stack.sim, &b, 1).await, vec!["planted"]);
     let home_b = chat_home(root.path(), &b);
@@ -323,23 +369,41 @@ async fn landlock_keeps_a_chats_agent_out_of_other_chats_files() {
         .dm("+15551230008", &format!("probe {}", home_b.display()))
         .await;
     let report = reply_texts(&stack.sim, &a, 1).await.remove(0);
+    let sandboxed = mode == IsolationMode::Sandbox;
     let mut failures = Vec::new();
     for line in report.lines() {
         let (what, result) = line.split_once('=').unwrap_or((line, "?"));
-        if result == "blocked" {
-            println!("PASS: chat A's agent cannot {what} (Landlock ABI {abi})");
-        } else {
-            println!("FAIL: chat A's agent can {what}");
-            failures.push(line.to_owned());
+        match (result, what) {
+            ("blocked", _) => println!("PASS: chat A's agent cannot {what} ({layer})"),
+            ("open", w) if w.starts_with("write outside its home") && sandboxed => {
+                // The sandbox's /var/tmp is its own: nothing reaches the host's.
+                let leaked = std::fs::read_dir("/var/tmp").unwrap().flatten().any(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("picortex-escape-")
+                });
+                if leaked {
+                    println!("FAIL: chat A's agent can {what}: the file is on the host");
+                    failures.push(line.to_owned());
+                } else {
+                    println!(
+                        "PASS: chat A's agent writes /var/tmp privately, not the host's ({layer})"
+                    );
+                }
+            }
+            ("open", w) if w.starts_with("reach chat B's tmux server") && !sandboxed => println!(
+                "SKIP: chat A's agent can {what}: Landlock cannot restrict connect(2) on socket \
+                 paths; per-chat users and namespaces (the sandbox, as root) close it"
+            ),
+            _ => {
+                println!("FAIL: chat A's agent can {what} ({layer})");
+                failures.push(line.to_owned());
+            }
         }
     }
-    assert_eq!(report.lines().count(), 7, "{report}");
+    assert_eq!(report.lines().count(), 8, "{report}");
     assert!(failures.is_empty(), "{failures:?}");
     assert!(!home_b.join("evil.txt").exists());
-    println!(
-        "SKIP: unix sockets under another chat's home (tmux, runner) are not covered in degraded mode: \
-         Landlock ABI {abi} cannot restrict connect(2) on socket paths; per-chat users close it"
-    );
 }
 
 #[tokio::test]

@@ -348,7 +348,8 @@ async fn health_and_frontend_log() {
         .unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["db"]["ok"], true);
-    assert_eq!(health["isolation"]["status"], "degraded", "{health}");
+    // The echo agent runs nothing in chat workspaces, so there is nothing to isolate.
+    assert_eq!(health["isolation"]["status"], "not-needed", "{health}");
     assert!(health["uptime_secs"].is_u64());
     assert!(health["counters"]["webhooks_accepted"].is_u64());
 

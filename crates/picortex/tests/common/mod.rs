@@ -247,27 +247,31 @@ pub fn picortex_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_picortex"))
 }
 
-/// `picortex-runner` from the same build as the `picortex` binary under test. It is another
-/// package's binary, which `cargo test -p picortex` would not rebuild, so build it once here.
+/// `picortex-runner` from the same build as the `picortex` binary under test.
 pub fn runner_bin() -> PathBuf {
-    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    BUILT.get_or_init(|| {
-        let mut cmd = std::process::Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "picortex-runner",
-            "--bin",
-            "picortex-runner",
-        ]);
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build for picortex-runner");
-        assert!(status.success(), "building picortex-runner failed");
-    });
-    let bin = picortex_bin().with_file_name("picortex-runner");
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| sibling_bin("picortex-runner")).clone()
+}
+
+/// `picortex-sandbox` (the privileged helper) from the same build.
+pub fn sandbox_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| sibling_bin("picortex-sandbox"))
+        .clone()
+}
+
+/// Another package's binary (its package and binary share `name`), which `cargo test -p
+/// picortex` would not rebuild, built once here next to the `picortex` binary.
+fn sibling_bin(name: &str) -> PathBuf {
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet", "-p", name, "--bin", name]);
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "building {name} failed");
+    let bin = picortex_bin().with_file_name(name);
     assert!(bin.is_file(), "{} is missing", bin.display());
     bin
 }
@@ -289,6 +293,7 @@ pub fn use_command_agent(config: &mut Config, workspace_root: &Path, command: &[
     config.agent = picortex::config::AgentKind::Command;
     config.agents.command = command.iter().map(|s| s.to_string()).collect();
     config.agents.runner_bin = Some(runner_bin());
+    config.isolation.helper_bin = Some(sandbox_bin());
     config.workspace_root = workspace_root.to_owned();
 }
 
@@ -297,10 +302,20 @@ pub fn chat_home(root: &Path, chat_id: &str) -> PathBuf {
     root.join(picortex::workspace::chat_dir_name(chat_id))
 }
 
-/// Stops every chat tmux server under `root` (tests clean up after themselves).
-pub fn kill_tmux_servers(root: &Path) {
+/// Stops every chat under `root` (tests clean up after themselves): a sandboxed chat's jail,
+/// user, group and home go; an unsandboxed chat's tmux server is stopped.
+pub fn cleanup_chats(root: &Path) {
+    let provisioner = picortex_sandbox::provision::Provisioner::new(root);
     if let Ok(entries) = std::fs::read_dir(root) {
         for e in entries.flatten() {
+            let sandboxed = std::fs::read_to_string(e.path().join(".picortex/chat_id"))
+                .ok()
+                .and_then(|chat_id| provisioner.find(&chat_id).ok().flatten());
+            if let Some(chat) = sandboxed {
+                let _ = picortex_sandbox::jail::stop(&chat.name);
+                let _ = provisioner.destroy(&chat);
+                continue;
+            }
             let sock = e.path().join(".picortex/tmux.sock");
             if sock.exists() {
                 let _ = std::process::Command::new("tmux")
@@ -343,5 +358,6 @@ pub fn use_claude_agent(config: &mut Config, workspace_root: &Path, claude: &Pat
     config.agents.runner_bin = Some(runner_bin());
     config.agents.anthropic_base_url = Some(model.to_owned());
     config.agents.anthropic_api_key = Some("test-key-not-secret".into());
+    config.isolation.helper_bin = Some(sandbox_bin());
     config.workspace_root = workspace_root.to_owned();
 }
