@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::store::outbox::OutgoingMessage;
+use crate::workspace::Workspaces;
 
 /// What the channel said when it accepted a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,20 +48,16 @@ pub trait Channel: Send + Sync {
 pub struct LinqChannel {
     client: linq::Client,
     our_handle: Option<String>,
-    /// Attachments are only ever read from beneath a chat's home under this root.
-    workspace_root: std::path::PathBuf,
+    /// Attachments are only ever read from beneath a chat's home in these workspaces.
+    workspaces: Workspaces,
 }
 
 impl LinqChannel {
-    pub fn new(
-        client: linq::Client,
-        our_handle: Option<String>,
-        workspace_root: std::path::PathBuf,
-    ) -> Self {
+    pub fn new(client: linq::Client, our_handle: Option<String>, workspaces: Workspaces) -> Self {
         Self {
             client,
             our_handle,
-            workspace_root,
+            workspaces,
         }
     }
 }
@@ -84,7 +81,7 @@ impl Channel for LinqChannel {
             let mut content =
                 linq::types::MessageContent::text(&message.text).idempotency_key(idempotency_key);
             for path in &message.attachments {
-                let id = self.upload(std::path::Path::new(path)).await?;
+                let id = self.upload(chat_id, std::path::Path::new(path)).await?;
                 content = content.part(linq::types::MessagePart::Media(
                     linq::types::MediaPart::attachment(id),
                 ));
@@ -109,18 +106,21 @@ impl Channel for LinqChannel {
 impl LinqChannel {
     /// Uploads one file through Linq's pre-upload flow and returns its attachment id. The file
     /// must be beneath the chat's workspace (checked again here, at the point of reading).
-    async fn upload(&self, path: &std::path::Path) -> Result<String, ChannelError> {
+    async fn upload(&self, chat_id: &str, path: &std::path::Path) -> Result<String, ChannelError> {
         // The chat's home is the path's ancestor directly under the workspace root.
         let home = path
             .ancestors()
-            .find(|a| a.parent() == Some(self.workspace_root.as_path()))
+            .find(|a| a.parent() == Some(self.workspaces.root()))
             .ok_or_else(|| {
                 ChannelError::Permanent(format!(
                     "attachment {} is not in a chat workspace",
                     path.display()
                 ))
             })?;
-        let file = crate::attachments::read_beneath(home, path)
+        let file = self
+            .workspaces
+            .read_attachment(chat_id, home, path)
+            .await
             .map_err(|e| ChannelError::Permanent(format!("attachment: {e}")))?;
         let upload = self
             .client

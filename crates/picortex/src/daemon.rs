@@ -123,7 +123,7 @@ async fn start_inner(
     let channel: Arc<dyn Channel> = Arc::new(LinqChannel::new(
         client,
         config.linq.phone.clone(),
-        config.workspace_root.clone(),
+        workspaces.clone(),
     ));
     let metrics = Arc::new(Metrics::default());
     let gate_wake = Arc::new(Notify::new());

@@ -166,6 +166,7 @@ impl SandboxHelper {
             .arg(data_dir.join("sandbox-audit.jsonl"))
             .arg("--hide")
             .arg(&data_dir)
+            .arg("--exit-with-parent")
             .stdin(Stdio::null());
         if config.gateway.socket {
             command

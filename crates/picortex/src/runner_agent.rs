@@ -21,7 +21,7 @@ use tokio::net::UnixStream;
 use crate::agent::{Agent, AgentError, TurnAccounting, TurnReply, TurnRequest};
 use crate::config::{AgentKind, Config};
 use crate::gateway::Gateway;
-use crate::workspace::{RunnerLaunch, Workspaces};
+use crate::workspace::{RunnerLaunch, WorkspaceError, Workspaces};
 
 /// How long a freshly started runner gets to open its socket.
 const RUNNER_START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -182,6 +182,7 @@ impl RunnerAgent {
             .await
             .map_err(|e| AgentError::Retryable(e.to_string()))?;
         self.write_system_prompt(&home, &request)
+            .await
             .map_err(|e| AgentError::Retryable(format!("writing the system prompt: {e}")))?;
         let mut launch = self.launch.clone();
         launch.env.push(("HOME".into(), home.display().to_string()));
@@ -229,8 +230,7 @@ impl RunnerAgent {
         home: &Path,
         mut launch: RunnerLaunch,
     ) -> Result<UnixStream, AgentError> {
-        let socket = runner_socket(home);
-        if let Ok(s) = UnixStream::connect(&socket).await {
+        if let Ok(s) = self.workspaces.connect_runner(chat_id, home).await {
             return Ok(s);
         }
         // The token is issued (and its hash stored) when the runner is set up, not per turn.
@@ -241,12 +241,11 @@ impl RunnerAgent {
             .map_err(|e| AgentError::Retryable(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + RUNNER_START_TIMEOUT;
         loop {
-            match UnixStream::connect(&socket).await {
+            match self.workspaces.connect_runner(chat_id, home).await {
                 Ok(s) => return Ok(s),
                 Err(e) if tokio::time::Instant::now() >= deadline => {
                     return Err(AgentError::Retryable(format!(
-                        "the runner did not open {} within {} s: {e}",
-                        socket.display(),
+                        "the runner did not answer within {} s: {e}",
                         RUNNER_START_TIMEOUT.as_secs()
                     )));
                 }
@@ -255,7 +254,11 @@ impl RunnerAgent {
         }
     }
 
-    fn write_system_prompt(&self, home: &Path, request: &TurnRequest) -> std::io::Result<()> {
+    async fn write_system_prompt(
+        &self,
+        home: &Path,
+        request: &TurnRequest,
+    ) -> Result<(), WorkspaceError> {
         let others: Vec<&str> = request.participants.iter().map(String::as_str).collect();
         let who = if request.is_group {
             format!("a group chat with {}", others.join(", "))
@@ -276,11 +279,14 @@ impl RunnerAgent {
              there stay in it.",
             name = self.bot_name
         );
-        let path = home.join(SYSTEM_PROMPT_FILE);
-        if std::fs::read_to_string(&path).is_ok_and(|old| old == prompt) {
+        let chat_id = &request.chat_id;
+        let current = self.workspaces.read_text(chat_id, SYSTEM_PROMPT_FILE).await;
+        if current.is_ok_and(|old| old == prompt) {
             return Ok(());
         }
-        std::fs::write(path, prompt)
+        self.workspaces
+            .write_file(chat_id, home, SYSTEM_PROMPT_FILE, prompt)
+            .await
     }
 }
 
@@ -299,10 +305,6 @@ fn sent_file(home: &Path, relative: &str) -> Option<PathBuf> {
         return None;
     }
     Some(home.join("outbox").join("sent").join(name))
-}
-
-fn runner_socket(home: &Path) -> PathBuf {
-    home.join(".picortex").join("runner.sock")
 }
 
 /// `program` if it names a file, else its first match on PATH.
@@ -395,16 +397,13 @@ impl Agent for RunnerAgent {
                 .map_err(|e| AgentError::Retryable(e.to_string()))?;
             // A running runner drops its agent process and session; one that is not running
             // starts without a session because the file is gone.
-            if let Ok(stream) = UnixStream::connect(runner_socket(&home)).await {
+            if let Ok(stream) = self.workspaces.connect_runner(chat_id, &home).await {
                 exchange_reset(stream).await?;
             }
-            match std::fs::remove_file(home.join(".picortex").join("session.json")) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(AgentError::Retryable(format!(
-                    "forgetting the session: {e}"
-                ))),
-            }
+            self.workspaces
+                .remove_file(chat_id, &home, ".picortex/session.json")
+                .await
+                .map_err(|e| AgentError::Retryable(format!("forgetting the session: {e}")))
         })
     }
 
@@ -415,7 +414,7 @@ impl Agent for RunnerAgent {
             let Ok(home) = self.workspaces.ensure_home(&chat_id).await else {
                 return;
             };
-            if let Ok(mut s) = UnixStream::connect(runner_socket(&home)).await
+            if let Ok(mut s) = self.workspaces.connect_runner(&chat_id, &home).await
                 && let Ok(line) = encode(&Request::Interrupt { turn_id })
             {
                 let _ = s.write_all(&line).await;

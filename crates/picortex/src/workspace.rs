@@ -12,12 +12,10 @@ use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::isolation::{Isolation, SandboxHelper};
 
-/// The tmux session every chat's server holds.
-pub const TMUX_SESSION: &str = "picortex";
+pub use picortex_sandbox::tmux::{SESSION as TMUX_SESSION, TmuxServer as Tmux};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
@@ -39,6 +37,15 @@ pub enum WorkspaceError {
     Sandbox(String),
     #[error("reading from the chat's home: {0}")]
     Read(String),
+}
+
+impl From<picortex_sandbox::tmux::TmuxError> for WorkspaceError {
+    fn from(e: picortex_sandbox::tmux::TmuxError) -> Self {
+        WorkspaceError::Tmux {
+            action: e.action,
+            detail: e.detail,
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceError + '_ {
@@ -158,6 +165,61 @@ impl Workspaces {
         .map_err(|e| WorkspaceError::Read(e.to_string()))?
     }
 
+    /// A file the chat's agent produced, read for sending as an attachment: beneath the chat's
+    /// home with no symlink on the way, a regular file of a type and size Linq accepts. Read with
+    /// the chat's rights through the helper when sandboxed.
+    pub async fn read_attachment(
+        &self,
+        chat_id: &str,
+        home: &Path,
+        path: &Path,
+    ) -> Result<crate::attachments::Attachment, WorkspaceError> {
+        use crate::attachments::{Attachment, MAX_BYTES, content_type, read_beneath};
+        use std::io::Read as _;
+        let Some(helper) = &self.helper else {
+            return read_beneath(home, path).map_err(|e| WorkspaceError::Read(e.to_string()));
+        };
+        let bad = |why: &str| WorkspaceError::Read(format!("{}: {why}", path.display()));
+        let relative = path
+            .strip_prefix(home)
+            .ok()
+            .and_then(|p| p.to_str())
+            .ok_or_else(|| bad("not beneath the chat's home"))?
+            .to_owned();
+        let filename = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| bad("not a file name"))?
+            .to_owned();
+        let content_type =
+            content_type(&filename).ok_or_else(|| bad("this file type cannot be sent"))?;
+        let id = chat_id.to_owned();
+        let (fd, size) = helper
+            .call(move |client| client.open_file(&id, &relative))
+            .await
+            .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?;
+        if size > MAX_BYTES {
+            return Err(bad(&format!(
+                "{size} bytes is over the {MAX_BYTES}-byte limit"
+            )));
+        }
+        let bytes = tokio::task::spawn_blocking(move || {
+            let mut bytes = Vec::new();
+            std::fs::File::from(fd)
+                .take(MAX_BYTES)
+                .read_to_end(&mut bytes)
+                .map(|_| bytes)
+        })
+        .await
+        .map_err(|e| WorkspaceError::Read(e.to_string()))?
+        .map_err(|e| WorkspaceError::Read(e.to_string()))?;
+        Ok(Attachment {
+            filename,
+            content_type,
+            bytes,
+        })
+    }
+
     fn cached_home(&self, chat_id: &str) -> Option<PathBuf> {
         let cache = self.provisioned.lock().ok()?;
         cache.get(chat_id).filter(|home| home.is_dir()).cloned()
@@ -201,206 +263,104 @@ impl Workspaces {
     }
 
     /// Makes sure the chat's tmux session exists and its `agent` window runs a live runner,
-    /// starting or respawning it as needed.
+    /// starting or respawning it as needed: inside the chat's sandbox through the helper, or as
+    /// this user under the runner's Landlock launcher.
     pub async fn ensure_runner(
         &self,
         chat_id: &str,
         home: &Path,
         launch: &RunnerLaunch,
     ) -> Result<(), WorkspaceError> {
-        let tmux = Tmux::for_home(home);
         let runner_cmd: Vec<OsString> = std::iter::once(launch.program.clone().into_os_string())
             .chain(launch.prefix.iter().cloned())
             .chain(launch.args.iter().cloned())
             .chain([OsString::from("--home"), home.as_os_str().to_owned()])
             .collect();
-        if let Some(helper) = &self.helper
-            && !tmux.has_session().await
-        {
-            self.start_sandboxed(helper, chat_id, home, launch, &runner_cmd)
-                .await?;
-            return self.open_windows(&tmux, home).await;
-        }
-        if !tmux.has_session().await {
-            let mut args: Vec<OsString> = vec![
-                "new-session".into(),
-                "-d".into(),
-                "-s".into(),
-                TMUX_SESSION.into(),
-                "-n".into(),
-                "agent".into(),
-                "-x".into(),
-                "160".into(),
-                "-y".into(),
-                "48".into(),
-                "-c".into(),
-                home.as_os_str().to_owned(),
-            ];
-            for (k, v) in &launch.env {
-                args.push("-e".into());
-                args.push(format!("{k}={v}").into());
-            }
-            args.push("--".into());
-            args.extend(runner_cmd.iter().cloned());
-            // The server is started through the runner's confining launcher, so the server and
-            // every window it ever opens (agent and shell) stay inside the chat's Landlock domain.
-            let mut launcher: Vec<OsString> = launch.prefix.clone();
-            launcher.extend(["--home".into(), home.as_os_str().to_owned()]);
-            for dir in &launch.allow_exec {
-                launcher.push("--allow-exec".into());
-                launcher.push(dir.as_os_str().to_owned());
-            }
-            launcher.extend(["--exec".into(), "tmux".into(), "-S".into()]);
-            launcher.push(tmux.socket().as_os_str().to_owned());
-            launcher.extend(args);
-            let out = tokio::process::Command::new(&launch.program)
-                .args(&launcher)
-                .stdin(std::process::Stdio::null())
-                .output();
-            let out = tokio::time::timeout(Duration::from_secs(10), out)
-                .await
-                .map_err(|_| WorkspaceError::Tmux {
-                    action: "new-session",
-                    detail: "no answer within 10 s".into(),
-                })?
-                .map_err(|e| WorkspaceError::Tmux {
-                    action: "new-session",
-                    detail: e.to_string(),
-                })?;
-            if !out.status.success() {
-                return Err(WorkspaceError::Tmux {
-                    action: "new-session",
-                    detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-                });
-            }
-            return self.open_windows(&tmux, home).await;
-        }
-        if tmux.agent_pane_dead().await? {
-            let mut args: Vec<OsString> = vec![
-                "respawn-pane".into(),
-                "-k".into(),
-                "-t".into(),
-                format!("{TMUX_SESSION}:agent").into(),
-            ];
-            // The runner's environment as of now (a restarted daemon may hand out another
-            // gateway URL), not the one the session was created with.
-            for (k, v) in &launch.env {
-                args.push("-e".into());
-                args.push(format!("{k}={v}").into());
-            }
-            args.push("--".into());
-            args.extend(runner_cmd);
-            tmux.run("respawn-pane", &args).await?;
-        }
-        Ok(())
-    }
-
-    /// Starts the chat's jail through the sandbox helper with the chat's tmux server in it,
-    /// its `agent` window running the runner. A jail that is alive without a tmux session
-    /// (the server died, something else lingers) is stopped and started afresh.
-    async fn start_sandboxed(
-        &self,
-        helper: &SandboxHelper,
-        chat_id: &str,
-        home: &Path,
-        launch: &RunnerLaunch,
-        runner_cmd: &[OsString],
-    ) -> Result<(), WorkspaceError> {
-        let tmux_bin = crate::runner_agent::which(Path::new("tmux"))
-            .ok_or_else(|| WorkspaceError::Sandbox("tmux is not installed".into()))?;
-        let text = |s: &OsString| s.to_string_lossy().into_owned();
-        let mut args: Vec<String> = vec![
-            "-S".into(),
-            Tmux::for_home(home).socket().display().to_string(),
-            "new-session".into(),
-            "-d".into(),
-            "-s".into(),
-            TMUX_SESSION.into(),
-            "-n".into(),
-            "agent".into(),
-            "-x".into(),
-            "160".into(),
-            "-y".into(),
-            "48".into(),
-            "-c".into(),
-            home.display().to_string(),
-        ];
-        for (k, v) in &launch.env {
-            args.push("-e".into());
-            args.push(format!("{k}={v}"));
-        }
-        args.push("--".into());
-        args.extend(runner_cmd.iter().map(text));
-        for attempt in 0..2 {
-            let (id, program, args, env, exec_dirs) = (
-                chat_id.to_owned(),
-                tmux_bin.clone(),
-                args.clone(),
-                launch.env.clone(),
-                launch.allow_exec.clone(),
-            );
-            let (_, exit_code) = helper
-                .call(move |client| client.start_sandbox(&id, program, args, env, exec_dirs))
+        if let Some(helper) = &self.helper {
+            let id = chat_id.to_owned();
+            let runner: Vec<String> = runner_cmd
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let (env, exec_dirs) = (launch.env.clone(), launch.allow_exec.clone());
+            helper
+                .call(move |client| client.ensure_runner(&id, runner, env, exec_dirs))
                 .await
                 .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?;
-            match exit_code {
-                Some(0) => return Ok(()),
-                Some(code) => {
-                    return Err(WorkspaceError::Tmux {
-                        action: "new-session",
-                        detail: format!("tmux exited with {code} inside the chat's sandbox"),
-                    });
-                }
-                // Already running: fine if its tmux session is there.
-                None if Tmux::for_home(home).has_session().await => return Ok(()),
-                None if attempt == 0 => {
-                    let id = chat_id.to_owned();
-                    helper
-                        .call(move |client| client.stop(&id))
-                        .await
-                        .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?;
-                }
-                None => break,
-            }
+            return Ok(());
         }
-        Err(WorkspaceError::Sandbox(
-            "the chat's sandbox runs but holds no tmux session".into(),
-        ))
+        let (home, launch) = (home.to_owned(), launch.clone());
+        tokio::task::spawn_blocking(move || ensure_local_runner(&home, &launch, &runner_cmd))
+            .await
+            .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?
     }
 
-    /// Sets up a fresh session's windows: the transcript kept on screen when the runner exits
-    /// (so it can be respawned in place), and the owner's `shell` window.
-    async fn open_windows(&self, tmux: &Tmux, home: &Path) -> Result<(), WorkspaceError> {
-        // Keep the transcript on screen when the runner exits (idle), so it can be respawned
-        // in place and the owner still sees the history.
-        tmux.run(
-            "set remain-on-exit",
-            &[
-                "set-option",
-                "-w",
-                "-t",
-                &format!("{TMUX_SESSION}:agent"),
-                "remain-on-exit",
-                "on",
-            ]
-            .map(OsString::from),
-        )
-        .await?;
-        tmux.run(
-            "new-window",
-            &[
-                OsString::from("new-window"),
-                "-d".into(),
-                "-t".into(),
-                TMUX_SESSION.into(),
-                "-n".into(),
-                "shell".into(),
-                "-c".into(),
-                home.as_os_str().to_owned(),
-            ],
-        )
-        .await?;
-        Ok(())
+    /// A stream to the chat's runner: through the helper when sandboxed (the home is the chat
+    /// user's alone), else by the socket's path.
+    pub async fn connect_runner(
+        &self,
+        chat_id: &str,
+        home: &Path,
+    ) -> Result<tokio::net::UnixStream, WorkspaceError> {
+        let Some(helper) = &self.helper else {
+            let path = home.join(picortex_sandbox::provision::RUNNER_SOCKET);
+            return tokio::net::UnixStream::connect(&path)
+                .await
+                .map_err(io_err(&path));
+        };
+        let id = chat_id.to_owned();
+        let fd = helper
+            .call(move |client| client.connect_runner(&id))
+            .await
+            .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?;
+        let stream = std::os::unix::net::UnixStream::from(fd);
+        stream
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::UnixStream::from_std(stream))
+            .map_err(|e| WorkspaceError::Sandbox(format!("adopting the runner's socket: {e}")))
+    }
+
+    /// Writes one of picortex's own files (e.g. the agent's system prompt) beneath the chat's
+    /// home, as the chat's user when sandboxed.
+    pub async fn write_file(
+        &self,
+        chat_id: &str,
+        home: &Path,
+        relative: &str,
+        contents: String,
+    ) -> Result<(), WorkspaceError> {
+        let Some(helper) = &self.helper else {
+            let path = home.join(relative);
+            return std::fs::write(&path, contents).map_err(io_err(&path));
+        };
+        let (id, path) = (chat_id.to_owned(), relative.to_owned());
+        helper
+            .call(move |client| client.write_file(&id, &path, &contents))
+            .await
+            .map(drop)
+            .map_err(|e| WorkspaceError::Sandbox(e.to_string()))
+    }
+
+    /// Removes a file beneath the chat's home; a missing file is fine.
+    pub async fn remove_file(
+        &self,
+        chat_id: &str,
+        home: &Path,
+        relative: &str,
+    ) -> Result<(), WorkspaceError> {
+        let Some(helper) = &self.helper else {
+            let path = home.join(relative);
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&path)(e)),
+                _ => Ok(()),
+            };
+        };
+        let (id, path) = (chat_id.to_owned(), relative.to_owned());
+        helper
+            .call(move |client| client.remove_file(&id, &path))
+            .await
+            .map(drop)
+            .map_err(|e| WorkspaceError::Sandbox(e.to_string()))
     }
 
     /// Stops a chat's tmux server (and with it the runner and agent); in the sandbox, the
@@ -415,12 +375,52 @@ impl Workspaces {
             return Ok(());
         }
         let tmux = Tmux::for_home(home);
-        if tmux.has_session().await {
-            tmux.run("kill-server", &[OsString::from("kill-server")])
-                .await?;
-        }
-        Ok(())
+        tokio::task::spawn_blocking(move || tmux.kill_server())
+            .await
+            .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?
+            .map_err(WorkspaceError::from)
     }
+}
+
+/// Without the sandbox: starts the chat's tmux server through the runner's confining launcher
+/// (so the server and every window it ever opens stay inside the chat's Landlock domain), or
+/// respawns the runner in a live session whose runner has exited.
+fn ensure_local_runner(
+    home: &Path,
+    launch: &RunnerLaunch,
+    runner_cmd: &[OsString],
+) -> Result<(), WorkspaceError> {
+    let tmux = Tmux::for_home(home);
+    if tmux.has_session() {
+        if tmux.agent_pane_dead()? {
+            tmux.respawn_agent(&launch.env, runner_cmd)?;
+        }
+        return Ok(());
+    }
+    let mut launcher: Vec<OsString> = launch.prefix.clone();
+    launcher.extend(["--home".into(), home.as_os_str().to_owned()]);
+    for dir in &launch.allow_exec {
+        launcher.push("--allow-exec".into());
+        launcher.push(dir.as_os_str().to_owned());
+    }
+    launcher.extend(["--exec".into(), "tmux".into()]);
+    launcher.extend(tmux.new_session_args(home, &launch.env, runner_cmd));
+    let out = std::process::Command::new(&launch.program)
+        .args(&launcher)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| WorkspaceError::Tmux {
+            action: "new-session",
+            detail: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(WorkspaceError::Tmux {
+            action: "new-session",
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    tmux.open_windows(home)?;
+    Ok(())
 }
 
 /// The files a new home starts with besides the layout itself (the helper commits them).
@@ -475,91 +475,6 @@ fn seed(home: &Path) -> Result<(), WorkspaceError> {
         }
     }
     Ok(())
-}
-
-/// A chat's own tmux server.
-pub struct Tmux {
-    socket: PathBuf,
-}
-
-impl Tmux {
-    pub fn for_home(home: &Path) -> Self {
-        Self {
-            socket: home.join(".picortex").join("tmux.sock"),
-        }
-    }
-
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
-    async fn output(&self, args: &[OsString]) -> std::io::Result<std::process::Output> {
-        let child = tokio::process::Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output();
-        match tokio::time::timeout(Duration::from_secs(10), child).await {
-            Ok(out) => out,
-            Err(_) => Err(std::io::Error::other("tmux did not answer within 10 s")),
-        }
-    }
-
-    async fn run(&self, action: &'static str, args: &[OsString]) -> Result<String, WorkspaceError> {
-        let out = self.output(args).await.map_err(|e| WorkspaceError::Tmux {
-            action,
-            detail: e.to_string(),
-        })?;
-        if !out.status.success() {
-            return Err(WorkspaceError::Tmux {
-                action,
-                detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            });
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    pub async fn has_session(&self) -> bool {
-        self.output(&["has-session", "-t", TMUX_SESSION].map(OsString::from))
-            .await
-            .is_ok_and(|o| o.status.success())
-    }
-
-    async fn agent_pane_dead(&self) -> Result<bool, WorkspaceError> {
-        let out = self
-            .run(
-                "list-panes",
-                &[
-                    "list-panes",
-                    "-t",
-                    &format!("{TMUX_SESSION}:agent"),
-                    "-F",
-                    "#{pane_dead}",
-                ]
-                .map(OsString::from),
-            )
-            .await?;
-        Ok(out.trim() == "1")
-    }
-
-    /// The `agent` window's visible text (for tests and the owner's quick look).
-    pub async fn capture_agent(&self) -> Result<String, WorkspaceError> {
-        self.run(
-            "capture-pane",
-            &[
-                "capture-pane",
-                "-p",
-                "-J",
-                "-S",
-                "-2000",
-                "-t",
-                &format!("{TMUX_SESSION}:agent"),
-            ]
-            .map(OsString::from),
-        )
-        .await
-    }
 }
 
 #[cfg(test)]

@@ -100,7 +100,6 @@ async fn a_write_tool_call_creates_the_file_and_the_reply_is_threaded() {
     // The transcript in the chat's tmux window shows the tool call and the reply.
     let screen = picortex::workspace::Tmux::for_home(&home_a)
         .capture_agent()
-        .await
         .unwrap();
     assert!(screen.contains("Write"), "{screen}");
     assert!(screen.contains("notes.txt"), "{screen}");

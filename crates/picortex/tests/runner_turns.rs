@@ -71,7 +71,7 @@ async fn files_land_in_the_chats_workspace_and_text_arrives_byte_exact() {
 
     // The chat's tmux session shows the turn's transcript in its agent window.
     let tmux = picortex::workspace::Tmux::for_home(&home_a);
-    let screen = tmux.capture_agent().await.unwrap();
+    let screen = tmux.capture_agent().unwrap();
     assert!(screen.contains("turn 1"), "{screen}");
     assert!(screen.contains("saved"), "{screen}");
     assert!(

@@ -33,11 +33,25 @@ pub struct ServeArgs {
     /// The sandbox's init executable (default: this binary).
     #[arg(long)]
     pub init_exe: Option<PathBuf>,
+    /// Stop when the process that started this one ends (a daemon that starts its own helper;
+    /// the chats' sandboxes live on and the next helper finds them).
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
 }
 
 /// Serves until the process is stopped. Call [`crate::jail::run_init_if_requested`] first
 /// thing in `main`, before this.
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.exit_with_parent {
+        let parent = nix::unistd::getppid();
+        nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGTERM))
+            .context("asking to stop with the daemon")?;
+        // The daemon may have ended before the request above took effect.
+        anyhow::ensure!(
+            nix::unistd::getppid() == parent,
+            "the daemon that started this helper has already ended"
+        );
+    }
     let init_exe = match args.init_exe {
         Some(path) => path,
         None => std::env::current_exe().context("finding this executable for the sandbox init")?,

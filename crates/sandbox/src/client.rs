@@ -136,6 +136,56 @@ impl HelperClient {
         }
     }
 
+    /// Makes sure the chat's runner is live in its sandbox; returns whether it (re)started.
+    pub fn ensure_runner(
+        &self,
+        chat_id: &str,
+        runner: Vec<String>,
+        env: Vec<(String, String)>,
+        exec_dirs: Vec<PathBuf>,
+    ) -> Result<bool, ClientError> {
+        let request = Request::EnsureRunner {
+            chat_id: chat_id.to_owned(),
+            runner,
+            env,
+            exec_dirs,
+        };
+        match self.call(&request)?.0 {
+            Outcome::RunnerReady { started } => Ok(started),
+            other => Err(unexpected("ensure_runner", &other)),
+        }
+    }
+
+    /// Writes a file beneath the chat's home as the chat's user; returns the bytes written.
+    pub fn write_file(
+        &self,
+        chat_id: &str,
+        path: &str,
+        contents: &str,
+    ) -> Result<u64, ClientError> {
+        let request = Request::WriteFile {
+            chat_id: chat_id.to_owned(),
+            path: path.to_owned(),
+            contents: contents.to_owned(),
+        };
+        match self.call(&request)?.0 {
+            Outcome::Written { bytes } => Ok(bytes),
+            other => Err(unexpected("write_file", &other)),
+        }
+    }
+
+    /// Removes a file beneath the chat's home; returns whether there was one.
+    pub fn remove_file(&self, chat_id: &str, path: &str) -> Result<bool, ClientError> {
+        let request = Request::RemoveFile {
+            chat_id: chat_id.to_owned(),
+            path: path.to_owned(),
+        };
+        match self.call(&request)?.0 {
+            Outcome::Removed { existed } => Ok(existed),
+            other => Err(unexpected("remove_file", &other)),
+        }
+    }
+
     /// A `tmux attach` in the chat's sandbox: the PTY master and the attach's pid.
     pub fn attach(
         &self,

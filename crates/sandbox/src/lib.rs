@@ -11,6 +11,8 @@
 //!   socket, the server that checks its peer's credentials, and the daemon's client.
 //! * [`provision`]: per-chat Linux users, groups and homes.
 //! * [`cli`]: the helper's command line (`picortex-sandbox serve`, also `picortex sandbox`).
+//! * [`tmux`]: a chat's tmux server, driven by path (by the daemon without the sandbox, by
+//!   the helper with it).
 //! * [`probe`]: what this host's kernel offers (namespaces, Landlock ABI, seccomp, cgroups).
 
 pub mod cli;
@@ -23,3 +25,4 @@ pub mod probe;
 pub mod protocol;
 pub mod provision;
 pub mod server;
+pub mod tmux;

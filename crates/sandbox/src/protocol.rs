@@ -28,6 +28,8 @@ pub const MAX_LIST_ITEMS: usize = 64;
 pub const MAX_ITEM_BYTES: usize = 4096;
 /// The largest terminal size accepted for an attach.
 pub const MAX_TERMINAL_CELLS: u16 = 1000;
+/// The most a `WriteFile` carries (it must fit one message with room to spare).
+pub const MAX_WRITE_BYTES: usize = 64 * 1024;
 
 /// A file written into a new chat's home and committed with its first commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +62,26 @@ pub enum Request {
         #[serde(default)]
         exec_dirs: Vec<PathBuf>,
     },
+    /// Makes sure the chat's runner is live: starts the chat's sandbox with its tmux server and
+    /// `runner` (argv) in the `agent` window, or respawns `runner` there when it has exited;
+    /// `env` is the session's (and the runner's) environment: [`Outcome::RunnerReady`].
+    EnsureRunner {
+        chat_id: String,
+        runner: Vec<String>,
+        #[serde(default)]
+        env: Vec<(String, String)>,
+        #[serde(default)]
+        exec_dirs: Vec<PathBuf>,
+    },
+    /// Writes a file beneath the chat's home as the chat's user, replacing it atomically (the
+    /// daemon's own files there, e.g. the agent's system prompt): [`Outcome::Written`].
+    WriteFile {
+        chat_id: String,
+        path: String,
+        contents: String,
+    },
+    /// Removes a file beneath the chat's home as the chat's user: [`Outcome::Removed`].
+    RemoveFile { chat_id: String, path: String },
     /// A `tmux attach` to the chat's tmux server inside its sandbox; the reply carries the PTY
     /// master: [`Outcome::Attached`].
     Attach {
@@ -97,6 +119,9 @@ impl Request {
         match self {
             Request::Provision { .. } => "provision",
             Request::StartSandbox { .. } => "start_sandbox",
+            Request::EnsureRunner { .. } => "ensure_runner",
+            Request::WriteFile { .. } => "write_file",
+            Request::RemoveFile { .. } => "remove_file",
             Request::Attach { .. } => "attach",
             Request::OpenFile { .. } => "open_file",
             Request::ConnectRunner { .. } => "connect_runner",
@@ -112,6 +137,9 @@ impl Request {
         match self {
             Request::Provision { chat_id, .. }
             | Request::StartSandbox { chat_id, .. }
+            | Request::EnsureRunner { chat_id, .. }
+            | Request::WriteFile { chat_id, .. }
+            | Request::RemoveFile { chat_id, .. }
             | Request::Attach { chat_id, .. }
             | Request::OpenFile { chat_id, .. }
             | Request::ConnectRunner { chat_id }
@@ -175,6 +203,50 @@ impl Request {
                 }
                 Ok(())
             }
+            Request::EnsureRunner {
+                chat_id,
+                runner,
+                env,
+                exec_dirs,
+            } => {
+                check_chat_id(chat_id)?;
+                let Some(program) = runner.first() else {
+                    return Err(HelperError::invalid("the runner's command line is empty"));
+                };
+                validate_absolute_path(Path::new(program))?;
+                check_list_len("arguments", runner.len())?;
+                check_list_len("environment entries", env.len())?;
+                check_list_len("executable directories", exec_dirs.len())?;
+                for arg in runner {
+                    check_text("an argument", arg)?;
+                }
+                for (name, value) in env {
+                    validate_env_name(name)?;
+                    check_text("an environment value", value)?;
+                }
+                for dir in exec_dirs {
+                    validate_absolute_path(dir)?;
+                }
+                Ok(())
+            }
+            Request::WriteFile {
+                chat_id,
+                path,
+                contents,
+            } => {
+                check_chat_id(chat_id)?;
+                validate_relative_path(path)?;
+                if contents.len() > MAX_WRITE_BYTES {
+                    return Err(HelperError::invalid(format!(
+                        "at most {MAX_WRITE_BYTES} bytes can be written this way"
+                    )));
+                }
+                Ok(())
+            }
+            Request::RemoveFile { chat_id, path } => {
+                check_chat_id(chat_id)?;
+                validate_relative_path(path)
+            }
             Request::Attach {
                 chat_id,
                 cols,
@@ -226,6 +298,16 @@ pub enum Outcome {
         home: PathBuf,
         /// False when the chat already existed (provisioning is idempotent).
         created: bool,
+    },
+    RunnerReady {
+        /// Whether the runner was (re)started; false when it was already live.
+        started: bool,
+    },
+    Written {
+        bytes: u64,
+    },
+    Removed {
+        existed: bool,
     },
     Started {
         init_pid: i32,

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{Read as _, Write as _};
+use std::io::{Read, Write as _};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::os::unix::process::CommandExt as _;
@@ -719,6 +719,53 @@ pub fn copy_file(
             "{from_path:?} is larger than {MAX_COPY_BYTES} bytes"
         )));
     }
+    place_file(
+        to,
+        to_path,
+        overwrite,
+        File::from(source).take(MAX_COPY_BYTES),
+    )
+}
+
+/// Writes `contents` to `relative` beneath the chat's home as the chat's user (creating the
+/// directories on the way), replacing what is there atomically. For the daemon's own files in
+/// the chat (its system prompt), which an unprivileged daemon cannot write itself.
+pub fn write_file(chat: &ChatUser, relative: &str, contents: &[u8]) -> Result<u64, HelperError> {
+    validate_relative_path(relative)?;
+    place_file(chat, relative, true, contents)
+}
+
+/// Removes the regular file (or symlink, never followed) `relative` beneath the chat's home as
+/// the chat's user. Returns whether there was one.
+pub fn remove_file(chat: &ChatUser, relative: &str) -> Result<bool, HelperError> {
+    validate_relative_path(relative)?;
+    as_chat_user(chat, || {
+        let home = open_home(&chat.home)?;
+        let (parent, file_name) = match relative.rsplit_once('/') {
+            Some((dirs, name)) => match beneath(&home, dirs, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+                Ok(dir) => (dir, name),
+                Err(e) if e.kind == ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(e),
+            },
+            None => (home, relative),
+        };
+        match unlinkat(&parent, file_name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) => Ok(true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(errno_error("removing", relative, e)),
+        }
+    })
+}
+
+/// Writes `source` to `to_path` beneath `to`'s home as `to`'s user: under a temporary name,
+/// synced, owned by the chat, then renamed into place (without `overwrite`, never over an
+/// existing file). Returns the bytes written.
+fn place_file(
+    to: &ChatUser,
+    to_path: &str,
+    overwrite: bool,
+    mut source: impl Read + Send,
+) -> Result<u64, HelperError> {
     as_chat_user(to, || {
         let home = open_home(&to.home)?;
         let (parent, file_name) = match to_path.rsplit_once('/') {
@@ -750,10 +797,9 @@ pub fn copy_file(
         )
         .map_err(|e| errno_error("creating", to_path, e))?;
         let result = (|| {
-            let mut reader = File::from(source).take(MAX_COPY_BYTES);
             let mut writer = File::from(temp);
-            let bytes = std::io::copy(&mut reader, &mut writer)
-                .map_err(|e| HelperError::system(format!("copying {from_path:?}: {e}")))?;
+            let bytes = std::io::copy(&mut source, &mut writer)
+                .map_err(|e| HelperError::system(format!("writing {to_path:?}: {e}")))?;
             writer
                 .flush()
                 .and_then(|()| writer.sync_all())

@@ -435,6 +435,33 @@ impl State {
                     None,
                 ))
             }
+            Request::EnsureRunner {
+                chat_id,
+                runner,
+                env,
+                exec_dirs,
+            } => {
+                let chat = self.find(chat_id, name)?;
+                // Held across the start, so two turns cannot start the same chat twice.
+                let lock = self.provisioner.chat_lock(chat_id);
+                let _held = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                let started = sandbox::ensure_runner(&self.config, &chat, runner, env, exec_dirs)?;
+                Ok((Outcome::RunnerReady { started }, None))
+            }
+            Request::WriteFile {
+                chat_id,
+                path,
+                contents,
+            } => {
+                let chat = self.find(chat_id, name)?;
+                let bytes = provision::write_file(&chat, path, contents.as_bytes())?;
+                Ok((Outcome::Written { bytes }, None))
+            }
+            Request::RemoveFile { chat_id, path } => {
+                let chat = self.find(chat_id, name)?;
+                let existed = provision::remove_file(&chat, path)?;
+                Ok((Outcome::Removed { existed }, None))
+            }
             Request::Attach {
                 chat_id,
                 read_only,
@@ -571,6 +598,7 @@ mod sandbox {
     use crate::jail;
     use crate::protocol::{ErrorKind, HelperError};
     use crate::provision::ChatUser;
+    use crate::tmux::TmuxServer;
 
     /// What the daemon asked the sandbox to run.
     pub(super) struct Launch<'a> {
@@ -654,6 +682,53 @@ mod sandbox {
             .wait_program(LAUNCH_TIMEOUT)
             .map_err(|e| jail_error("waiting for the sandbox's program", e))?;
         Ok((init_pid, Some(code)))
+    }
+
+    /// Makes sure the chat's runner is live: respawned in the `agent` window of a live session
+    /// when it has exited, or the whole sandbox started with a fresh tmux session (a sandbox
+    /// that is alive without its session is stopped first). Returns whether it (re)started.
+    pub(super) fn ensure_runner(
+        config: &ServerConfig,
+        chat: &ChatUser,
+        runner: &[String],
+        env: &[(String, String)],
+        exec_dirs: &[PathBuf],
+    ) -> Result<bool, HelperError> {
+        let tmux = TmuxServer::for_home(&chat.home);
+        let runner: Vec<OsString> = runner.iter().map(OsString::from).collect();
+        let tmux_error = |e: crate::tmux::TmuxError| jail_error("driving the chat's tmux", e);
+        if running(chat).is_some() {
+            if tmux.has_session() {
+                if tmux.agent_pane_dead().map_err(tmux_error)? {
+                    tmux.respawn_agent(env, &runner).map_err(tmux_error)?;
+                    return Ok(true);
+                }
+                return Ok(false);
+            }
+            stop(chat)?;
+        }
+        let args: Vec<String> = tmux
+            .new_session_args(&chat.home, env, &runner)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let program = which_tmux()?;
+        let launch = Launch {
+            program: &program,
+            args: &args,
+            env,
+            exec_dirs,
+        };
+        match start(config, chat, &launch)? {
+            (_, Some(0)) => {}
+            (_, code) => {
+                return Err(HelperError::system(format!(
+                    "tmux exited with {code:?} inside the chat's sandbox"
+                )));
+            }
+        }
+        tmux.open_windows(&chat.home).map_err(tmux_error)?;
+        Ok(true)
     }
 
     pub(super) fn stop(chat: &ChatUser) -> Result<(), HelperError> {
