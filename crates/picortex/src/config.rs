@@ -1,6 +1,7 @@
 //! Configuration: one TOML file, every key also settable by environment. The environment names
 //! in [`ENV_KEYS`] are fixed (deploy files and scripts rely on them) and win over the file.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -248,13 +249,30 @@ pub struct GatewayConfig {
     /// `http://127.0.0.1:<port>/gateway` (no network namespace); the isolated mode sets the
     /// forwarder inside the chat's namespace, `http://127.0.0.1:7824`.
     pub agent_base_url: Option<String>,
-    /// Serve the gateway on `<data_dir>/run/gateway/gateway.sock` too (for the forwarders).
+    /// Serve the gateway on `<data_dir>/run/gateway/gateway.sock` too (for the forwarders),
+    /// and the egress proxy on `proxy.sock` beside it (it refuses every host while the
+    /// allowlists below are empty).
     pub socket: bool,
     /// Connecting to the upstream gives up after this long.
     pub connect_timeout_secs: u64,
     /// Prices per million tokens by model; the first entry whose `model` the model id contains
     /// applies (unknown models are priced like a mid-range one, never as free).
     pub prices: Vec<ModelPrice>,
+    /// Hosts every sandboxed chat may reach through the egress proxy (see
+    /// [`crate::gateway::egress`]): exact host names (`"registry.npmjs.org"`), a leading `*.`
+    /// for every subdomain (`"*.pythonhosted.org"`, not the bare domain), or IP literals
+    /// (`"10.0.0.5"`, `"[fd00::5]"`), which are taken as meant, private or not. No scheme, path
+    /// or port: ports are `allow_ports`. Empty (the default): no egress beyond the model.
+    pub allow_hosts: Vec<String>,
+    /// Extra hosts for one chat, by chat id: `[gateway.chat_allow_hosts] "<chat id>" = […]`.
+    pub chat_allow_hosts: BTreeMap<String, Vec<String>>,
+    /// The ports an allowed host may be reached on (default 443).
+    pub allow_ports: Vec<u16>,
+    /// Host names (exact, also allowlisted above) that may resolve to private, loopback or
+    /// link-local addresses, e.g. a registry mirror on the LAN. Every other name that resolves
+    /// only to such addresses is refused, so a public name cannot be pointed at the host's or
+    /// the LAN's services (DNS rebinding).
+    pub allow_private_hosts: Vec<String>,
 }
 
 /// What a model costs, USD per million tokens.
@@ -307,7 +325,65 @@ impl Default for GatewayConfig {
             socket: true,
             connect_timeout_secs: 10,
             prices,
+            allow_hosts: Vec::new(),
+            chat_allow_hosts: BTreeMap::new(),
+            allow_ports: vec![443],
+            allow_private_hosts: Vec::new(),
         }
+    }
+}
+
+impl GatewayConfig {
+    /// Checks the egress allowlists: every entry a host pattern, ports that can be connected
+    /// to, private hosts that are exact names on some allowlist.
+    pub fn validate_egress(&self) -> Result<(), ConfigError> {
+        use crate::gateway::egress::HostPattern;
+        let check = |key: &str, entries: &[String]| -> Result<Vec<HostPattern>, ConfigError> {
+            entries
+                .iter()
+                .map(|entry| {
+                    HostPattern::parse(entry).map_err(|why| {
+                        ConfigError::Invalid(format!("gateway.{key} entry {entry:?}: {why}"))
+                    })
+                })
+                .collect()
+        };
+        let mut patterns = check("allow_hosts", &self.allow_hosts)?;
+        for (chat, entries) in &self.chat_allow_hosts {
+            if chat.trim().is_empty() {
+                return Err(ConfigError::Invalid(
+                    "gateway.chat_allow_hosts has an empty chat id; use the Linq chat id".into(),
+                ));
+            }
+            patterns.extend(check(&format!("chat_allow_hosts.{chat:?}"), entries)?);
+        }
+        if !patterns.is_empty() && self.allow_ports.is_empty() {
+            return Err(ConfigError::Invalid(
+                "gateway.allow_ports is empty, so no allowlisted host could be reached; the usual value is [443]".into(),
+            ));
+        }
+        if self.allow_ports.contains(&0) {
+            return Err(ConfigError::Invalid(
+                "gateway.allow_ports contains 0, which no connection can use".into(),
+            ));
+        }
+        for (entry, pattern) in self
+            .allow_private_hosts
+            .iter()
+            .zip(check("allow_private_hosts", &self.allow_private_hosts)?)
+        {
+            if !matches!(pattern, HostPattern::Name(_)) {
+                return Err(ConfigError::Invalid(format!(
+                    "gateway.allow_private_hosts entry {entry:?} must be an exact host name (IP literals on an allowlist may be private already; wildcards may not)"
+                )));
+            }
+            if !patterns.contains(&pattern) {
+                return Err(ConfigError::Invalid(format!(
+                    "gateway.allow_private_hosts entry {entry:?} is on no allowlist; add it to gateway.allow_hosts or a chat's gateway.chat_allow_hosts too"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -531,6 +607,7 @@ impl Config {
                 "gateway.agent_base_url {url:?} must be an http:// or https:// URL"
             )));
         }
+        g.validate_egress()?;
         if self.turns.max_concurrent == 0 {
             return Err(ConfigError::Invalid(
                 "turns.max_concurrent must be at least 1".into(),

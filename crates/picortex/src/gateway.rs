@@ -18,6 +18,12 @@
 //! reached `gateway.chat_daily_budget_usd` is refused with a 429 in Anthropic's error shape
 //! (with `x-should-retry: false`, so Claude Code stops at once instead of backing off for
 //! minutes) until 00:00 UTC.
+//!
+//! Beside it, on `<data_dir>/run/gateway/proxy.sock`, the egress proxy ([`egress`]) tunnels a
+//! chat's HTTPS to the extra hosts its allowlist names (package registries and the like),
+//! authenticated with the same chat token.
+
+pub mod egress;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -185,6 +191,9 @@ pub struct Gateway {
     usage_tx: mpsc::UnboundedSender<UsageRecord>,
     socket_path: Option<PathBuf>,
     agent_base_url: Option<String>,
+    egress: egress::EgressPolicy,
+    egress_counters: egress::EgressCounters,
+    proxy_socket_path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -232,13 +241,11 @@ impl Gateway {
             .map_err(|e| GatewayError::Config(format!("HTTP client: {e}")))?;
         let token_key = load_or_create_key(&config.data_dir.join("gateway.key"))?;
         let (usage_tx, usage_rx) = mpsc::unbounded_channel();
-        let socket_path = g.socket.then(|| {
-            config
-                .data_dir
-                .join("run")
-                .join("gateway")
-                .join("gateway.sock")
-        });
+        let socket_dir = config.data_dir.join("run").join("gateway");
+        let socket_path = g.socket.then(|| socket_dir.join("gateway.sock"));
+        let proxy_socket_path = g.socket.then(|| socket_dir.join(egress::PROXY_SOCKET_NAME));
+        let egress_policy = egress::EgressPolicy::from_config(g)
+            .map_err(|why| GatewayError::Config(format!("egress allowlist entry {why}")))?;
         let gateway = Arc::new(Gateway {
             store: store.clone(),
             client,
@@ -251,6 +258,9 @@ impl Gateway {
             usage_tx,
             socket_path: socket_path.clone(),
             agent_base_url: g.agent_base_url.clone(),
+            egress: egress_policy,
+            egress_counters: egress::EgressCounters::default(),
+            proxy_socket_path: proxy_socket_path.clone(),
         });
         let mut tasks = vec![tokio::spawn(meter_loop(store, usage_rx))];
         if let Some(path) = socket_path {
@@ -263,7 +273,60 @@ impl Gateway {
                 }
             }));
         }
+        if let Some(path) = proxy_socket_path {
+            let listener = bind_socket(&path)?;
+            tracing::info!(socket = %path.display(), "egress proxy listening");
+            tasks.push(tokio::spawn(egress::serve(listener, gateway.clone())));
+        }
         Ok((gateway, tasks))
+    }
+
+    /// The egress proxy's unix socket, if it is served.
+    pub fn proxy_socket_path(&self) -> Option<&Path> {
+        self.proxy_socket_path.as_deref()
+    }
+
+    /// What the egress proxy has done since start.
+    pub fn egress_stats(&self) -> egress::EgressStats {
+        self.egress_counters.snapshot()
+    }
+
+    /// Whether `chat_id` has an egress allowlist (its own or every chat's).
+    pub fn egress_allowed(&self, chat_id: &str) -> bool {
+        self.egress.has_hosts(chat_id)
+    }
+
+    /// The proxy environment for a chat's agent (`HTTPS_PROXY` and friends, with the chat's
+    /// token as the proxy user), or nothing: when the chat may reach no extra host, when the
+    /// proxy is not served, or when the agent is not in a network namespace (`base_url` is not
+    /// [`NAMESPACE_BASE_URL`]): there nothing would force traffic through the proxy, so it
+    /// would only pretend to be a control.
+    pub fn agent_proxy_env(
+        &self,
+        chat_id: &str,
+        token: &str,
+        base_url: &str,
+    ) -> Vec<(String, String)> {
+        if base_url != NAMESPACE_BASE_URL
+            || self.proxy_socket_path.is_none()
+            || !self.egress_allowed(chat_id)
+        {
+            return Vec::new();
+        }
+        let url = format!("http://{token}@{}", egress::NAMESPACE_PROXY_ADDR);
+        let no_proxy = "127.0.0.1,localhost".to_owned();
+        // Both spellings: curl reads only the lower-case `http_proxy`, others the upper case.
+        [
+            ("HTTPS_PROXY", url.clone()),
+            ("HTTP_PROXY", url.clone()),
+            ("https_proxy", url.clone()),
+            ("http_proxy", url),
+            ("NO_PROXY", no_proxy.clone()),
+            ("no_proxy", no_proxy),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
     }
 
     /// The unix socket the gateway serves on, if it does.

@@ -160,7 +160,9 @@ impl RunnerAgent {
         self
     }
 
-    /// The model environment for the chat's runner: its gateway URL and token.
+    /// The model environment for the chat's runner: its gateway URL and token, and, for a
+    /// sandboxed chat with an egress allowlist, the egress proxy (`HTTPS_PROXY`…, the same
+    /// token as its user).
     async fn model_env(&self, chat_id: &str) -> Result<Vec<(String, String)>, AgentError> {
         let Some((gateway, base_url)) = &self.gateway else {
             return Ok(Vec::new());
@@ -169,10 +171,13 @@ impl RunnerAgent {
             .issue_token(chat_id)
             .await
             .map_err(|e| AgentError::Retryable(format!("issuing the chat's gateway token: {e}")))?;
-        Ok(vec![
+        let proxy = gateway.agent_proxy_env(chat_id, &token, base_url);
+        let mut env = vec![
             (MODEL_ENV[0].to_owned(), base_url.clone()),
             (MODEL_ENV[1].to_owned(), token),
-        ])
+        ];
+        env.extend(proxy);
+        Ok(env)
     }
 
     async fn run(&self, request: TurnRequest) -> Result<TurnReply, AgentError> {

@@ -543,3 +543,592 @@ async fn the_discriminators_model_calls_count_in_the_chats_usage() {
     assert_eq!(u.cost_micros, u.input_tokens + 5 * u.output_tokens);
     stack.daemon.shutdown().await;
 }
+
+// ---------------------------------------------------------------- the egress proxy
+//
+// The "outside host" is a TLS-less TCP echo server on 127.0.0.1 that counts its connections;
+// it is reached by the name `localhost` (resolved by the system's resolver, as any name is),
+// which the tests allowlist explicitly, together with `allow_private_hosts`, since it resolves
+// to loopback.
+
+/// An echo server on the host's loopback that counts the connections it accepted.
+struct Outside {
+    port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Outside {
+    async fn start() -> Outside {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let (mut r, mut w) = conn.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        Outside { port, accepted }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn basic(token: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{token}:"))
+    )
+}
+
+/// Sends `request` to the egress proxy; the status, the whole head (and a body if the proxy
+/// closed), and the stream (a tunnel after a 200).
+async fn proxy_request(stack: &Stack, request: &str) -> (u16, String, tokio::net::UnixStream) {
+    let path = stack.daemon.gateway.proxy_socket_path().unwrap().to_owned();
+    let mut stream = tokio::net::UnixStream::connect(path).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, stream.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    let mut text = String::from_utf8_lossy(&head).into_owned();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if status != 200 {
+        let mut rest = String::new();
+        let _ = tokio::time::timeout(WAIT, stream.read_to_string(&mut rest)).await;
+        text.push_str(&rest);
+    }
+    (status, text, stream)
+}
+
+fn connect_request(target: &str, authorization: Option<&str>) -> String {
+    let auth = authorization
+        .map(|a| format!("Proxy-Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{auth}\r\n")
+}
+
+async fn egress_stack(
+    outside: &Outside,
+    tweak: impl FnOnce(&mut picortex::config::Config),
+) -> Stack {
+    let port = outside.port;
+    Stack::start_with(move |c| {
+        c.gateway.allow_ports = vec![443, port];
+        c.gateway
+            .chat_allow_hosts
+            .insert("chat-egress".into(), vec!["localhost".into()]);
+        c.gateway.allow_private_hosts = vec!["localhost".into()];
+        tweak(c);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_allowlisted_host_is_tunnelled_end_to_end() {
+    let outside = Outside::start().await;
+    let stack = egress_stack(&outside, |_| {}).await;
+    let socket = stack.daemon.gateway.proxy_socket_path().unwrap().to_owned();
+    assert_eq!(socket, stack.data.path().join("run/gateway/proxy.sock"));
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o666,
+        "every chat's relay connects; the token says who it is"
+    );
+    let token = stack
+        .daemon
+        .gateway
+        .issue_token("chat-egress")
+        .await
+        .unwrap();
+
+    let target = format!("localhost:{}", outside.port);
+    let (status, head, mut tunnel) =
+        proxy_request(&stack, &connect_request(&target, Some(&basic(&token)))).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 200 Connection established\r\n"),
+        "{head}"
+    );
+    tunnel.write_all(b"ping through the tunnel").await.unwrap();
+    tunnel.shutdown().await.unwrap();
+    let mut echoed = String::new();
+    tunnel.read_to_string(&mut echoed).await.unwrap();
+    assert_eq!(echoed, "ping through the tunnel");
+    assert_eq!(outside.accepted(), 1);
+
+    // Bytes sent right behind the head (no waiting for the 200) reach the host too.
+    let early = format!(
+        "{}early bytes",
+        connect_request(&target, Some(&basic(&token)))
+    );
+    let (status, head, mut tunnel) = proxy_request(&stack, &early).await;
+    assert_eq!(status, 200, "{head}");
+    tunnel.shutdown().await.unwrap();
+    let mut echoed = String::new();
+    tunnel.read_to_string(&mut echoed).await.unwrap();
+    assert_eq!(echoed, "early bytes");
+
+    let stats = eventually(WAIT, "both tunnels counted", || async {
+        let s = stack.daemon.gateway.egress_stats();
+        (s.tunnels == 2 && s.bytes_down == 34).then_some(s)
+    })
+    .await;
+    assert_eq!((stats.bytes_up, stats.bytes_down), (34, 34), "{stats:?}");
+    println!("PASS: allowlisted host tunnelled end to end ({stats:?})");
+    stack.daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_chat_has_a_bounded_number_of_tunnels_open_and_others_are_unaffected() {
+    let outside = Outside::start().await;
+    let stack = egress_stack(&outside, |c| {
+        c.gateway.allow_hosts = vec!["localhost".into()];
+    })
+    .await;
+    let token = stack
+        .daemon
+        .gateway
+        .issue_token("chat-egress")
+        .await
+        .unwrap();
+    let other = stack
+        .daemon
+        .gateway
+        .issue_token("chat-other")
+        .await
+        .unwrap();
+    let target = format!("localhost:{}", outside.port);
+    let cap = picortex::gateway::egress::MAX_TUNNELS_PER_CHAT;
+    let mut open = Vec::new();
+    for _ in 0..cap {
+        let (status, head, tunnel) =
+            proxy_request(&stack, &connect_request(&target, Some(&basic(&token)))).await;
+        assert_eq!(status, 200, "{head}");
+        open.push(tunnel);
+    }
+    let (status, text, _) =
+        proxy_request(&stack, &connect_request(&target, Some(&basic(&token)))).await;
+    assert_eq!(status, 429, "{text}");
+    let (status, text, _) =
+        proxy_request(&stack, &connect_request(&target, Some(&basic(&other)))).await;
+    assert_eq!(status, 200, "another chat still gets through: {text}");
+    assert_eq!(stack.daemon.gateway.egress_stats().refused_busy, 1);
+    open.clear();
+    eventually(WAIT, "the closed tunnels to be given back", || async {
+        (stack.daemon.gateway.egress_stats().open_now <= 1).then_some(())
+    })
+    .await;
+    let (status, text, _) =
+        proxy_request(&stack, &connect_request(&target, Some(&basic(&token)))).await;
+    assert_eq!(status, 200, "{text}");
+    stack.daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn hosts_and_ports_off_the_list_get_403_and_no_connection_is_attempted() {
+    let outside = Outside::start().await;
+    let stack = egress_stack(&outside, |_| {}).await;
+    let token = stack
+        .daemon
+        .gateway
+        .issue_token("chat-egress")
+        .await
+        .unwrap();
+    let other = stack
+        .daemon
+        .gateway
+        .issue_token("chat-other")
+        .await
+        .unwrap();
+    let port = outside.port;
+    let cases = [
+        (
+            "an IP literal that is not listed",
+            format!("127.0.0.1:{port}"),
+            token.clone(),
+            "127.0.0.1",
+        ),
+        (
+            "a name that is not listed",
+            format!("example.org:{port}"),
+            token.clone(),
+            "example.org",
+        ),
+        (
+            "a subdomain of a listed name",
+            format!("x.localhost:{port}"),
+            token.clone(),
+            "x.localhost",
+        ),
+        (
+            "a port that is not allowed",
+            "localhost:22".to_owned(),
+            token.clone(),
+            "allow_ports",
+        ),
+        (
+            "another chat's allowlist",
+            format!("localhost:{port}"),
+            other.clone(),
+            "localhost",
+        ),
+    ];
+    for (what, target, token, named) in cases {
+        let (status, text, _) =
+            proxy_request(&stack, &connect_request(&target, Some(&basic(&token)))).await;
+        assert_eq!(status, 403, "{what}: {text}");
+        assert!(text.contains(named), "{what}: {text}");
+        println!("PASS: {what} → 403");
+    }
+    let (_, text, _) = proxy_request(
+        &stack,
+        &connect_request(&format!("example.org:{port}"), Some(&basic(&token))),
+    )
+    .await;
+    assert!(
+        text.contains("not on this chat's egress allowlist")
+            && text.contains("[gateway.chat_allow_hosts] \"chat-egress\" = [\"example.org\"]")
+            && text.contains("allow_hosts"),
+        "the refusal says how to allow it: {text}"
+    );
+    assert_eq!(outside.accepted(), 0, "no connection was attempted");
+    assert_eq!(stack.daemon.gateway.egress_stats().refused_target, 6);
+    assert_eq!(stack.daemon.gateway.egress_stats().tunnels, 0);
+    stack.daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn missing_or_wrong_proxy_tokens_get_407() {
+    let outside = Outside::start().await;
+    let stack = egress_stack(&outside, |_| {}).await;
+    let token = stack
+        .daemon
+        .gateway
+        .issue_token("chat-egress")
+        .await
+        .unwrap();
+    let target = format!("localhost:{}", outside.port);
+    let cases = [
+        ("no Proxy-Authorization", None),
+        (
+            "a made-up token",
+            Some(basic(&format!("pcx_gw_{}", "0".repeat(64)))),
+        ),
+        (
+            "the token with one character changed",
+            Some(basic(&format!("{}x", &token[..token.len() - 1]))),
+        ),
+        ("the token as Bearer", Some(format!("Bearer {token}"))),
+        ("garbage", Some("Basic !!!not-base64".to_owned())),
+    ];
+    for (what, auth) in cases {
+        let (status, text, _) =
+            proxy_request(&stack, &connect_request(&target, auth.as_deref())).await;
+        assert_eq!(status, 407, "{what}: {text}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("proxy-authenticate: basic realm=\"picortex\""),
+            "{what}: {text}"
+        );
+        println!("PASS: {what} → 407");
+    }
+    assert_eq!(outside.accepted(), 0);
+    assert_eq!(stack.daemon.gateway.egress_stats().refused_auth, 5);
+    stack.daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn plain_requests_get_405_and_garbage_400() {
+    let outside = Outside::start().await;
+    let stack = egress_stack(&outside, |_| {}).await;
+    let token = stack
+        .daemon
+        .gateway
+        .issue_token("chat-egress")
+        .await
+        .unwrap();
+    let (status, text, _) = proxy_request(
+        &stack,
+        &format!(
+            "GET http://localhost:{}/ HTTP/1.1\r\nHost: localhost\r\nProxy-Authorization: {}\r\n\r\n",
+            outside.port,
+            basic(&token)
+        ),
+    )
+    .await;
+    assert_eq!(status, 405, "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("allow: connect"),
+        "{text}"
+    );
+    let (status, text, _) = proxy_request(&stack, "hello\r\n\r\n").await;
+    assert_eq!(status, 400, "{text}");
+    let (status, text, _) =
+        proxy_request(&stack, &connect_request("localhost", Some(&basic(&token)))).await;
+    assert_eq!(status, 400, "a target without a port: {text}");
+    assert_eq!(outside.accepted(), 0);
+    stack.daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_name_resolving_to_loopback_needs_allow_private_hosts_and_ip_literals_are_as_written() {
+    let outside = Outside::start().await;
+    // `localhost` is allowlisted but not marked private: it resolves to 127.0.0.1, which is
+    // what DNS rebinding of a public name would look like, so it is refused.
+    let stack = egress_stack(&outside, |c| {
+        c.gateway.allow_private_hosts.clear();
+        c.gateway.allow_hosts = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let token = stack
+        .daemon
+        .gateway
+        .issue_token("chat-egress")
+        .await
+        .unwrap();
+    let (status, text, _) = proxy_request(
+        &stack,
+        &connect_request(&format!("localhost:{}", outside.port), Some(&basic(&token))),
+    )
+    .await;
+    assert_eq!(status, 403, "{text}");
+    assert!(
+        text.contains("private") && text.contains("allow_private_hosts"),
+        "{text}"
+    );
+    assert_eq!(outside.accepted(), 0);
+
+    // An IP literal on the allowlist was written on purpose: it is reached as written.
+    let (status, text, mut tunnel) = proxy_request(
+        &stack,
+        &connect_request(&format!("127.0.0.1:{}", outside.port), Some(&basic(&token))),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    tunnel.write_all(b"literal").await.unwrap();
+    tunnel.shutdown().await.unwrap();
+    let mut echoed = String::new();
+    tunnel.read_to_string(&mut echoed).await.unwrap();
+    assert_eq!(echoed, "literal");
+    assert_eq!(outside.accepted(), 1);
+    stack.daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_agent_gets_the_proxy_only_in_a_namespace_and_with_an_allowlist() {
+    let outside = Outside::start().await;
+    let stack = egress_stack(&outside, |_| {}).await;
+    let gateway = &stack.daemon.gateway;
+    let namespace = picortex::gateway::NAMESPACE_BASE_URL;
+    let env: std::collections::HashMap<String, String> = gateway
+        .agent_proxy_env("chat-egress", "pcx_gw_t", namespace)
+        .into_iter()
+        .collect();
+    for name in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
+        assert_eq!(env[name], "http://pcx_gw_t@127.0.0.1:7825", "{name}");
+    }
+    assert_eq!(env["NO_PROXY"], "127.0.0.1,localhost");
+    assert!(
+        gateway
+            .agent_proxy_env("chat-without-list", "pcx_gw_t", namespace)
+            .is_empty(),
+        "no allowlist, no proxy"
+    );
+    let tcp = gateway.agent_base_url(stack.daemon.addr);
+    assert!(
+        gateway
+            .agent_proxy_env("chat-egress", "pcx_gw_t", &tcp)
+            .is_empty(),
+        "without a network namespace nothing would enforce it, so it is not offered"
+    );
+    stack.daemon.shutdown().await;
+}
+
+#[test]
+fn egress_allowlists_are_validated_with_fixes() {
+    let valid = || {
+        let mut c = picortex::config::Config::default();
+        c.linq.api_key = "k".into();
+        c.linq.webhook_secret = format!("whsec_{}", "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY");
+        c
+    };
+    assert!(valid().validate().is_ok(), "{:?}", valid().validate());
+    let c: picortex::config::Config = toml::from_str(
+        r#"
+        [gateway]
+        allow_hosts = ["registry.npmjs.org", "*.pythonhosted.org", "10.0.0.5"]
+        allow_private_hosts = ["npm.lan"]
+        [gateway.chat_allow_hosts]
+        "chat-1" = ["pypi.org", "npm.lan"]
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.gateway.allow_ports, vec![443], "443 by default");
+    assert_eq!(
+        c.gateway.chat_allow_hosts["chat-1"],
+        ["pypi.org", "npm.lan"]
+    );
+    c.gateway.validate_egress().unwrap();
+    type Tweak = Box<dyn Fn(&mut picortex::config::Config)>;
+    let cases: Vec<(&str, Tweak)> = vec![
+        (
+            "scheme",
+            Box::new(|c| c.gateway.allow_hosts = vec!["https://pypi.org".into()]),
+        ),
+        (
+            "port",
+            Box::new(|c| c.gateway.allow_hosts = vec!["pypi.org:443".into()]),
+        ),
+        (
+            "path",
+            Box::new(|c| c.gateway.allow_hosts = vec!["pypi.org/simple".into()]),
+        ),
+        (
+            "chat_allow_hosts",
+            Box::new(|c| {
+                c.gateway
+                    .chat_allow_hosts
+                    .insert("chat-1".into(), vec!["*".into()]);
+            }),
+        ),
+        (
+            "empty chat id",
+            Box::new(|c| {
+                c.gateway
+                    .chat_allow_hosts
+                    .insert(" ".into(), vec!["pypi.org".into()]);
+            }),
+        ),
+        (
+            "allow_ports is empty",
+            Box::new(|c| {
+                c.gateway.allow_hosts = vec!["pypi.org".into()];
+                c.gateway.allow_ports.clear();
+            }),
+        ),
+        ("contains 0", Box::new(|c| c.gateway.allow_ports = vec![0])),
+        (
+            "on no allowlist",
+            Box::new(|c| c.gateway.allow_private_hosts = vec!["npm.lan".into()]),
+        ),
+        (
+            "exact host name",
+            Box::new(|c| {
+                c.gateway.allow_hosts = vec!["*.lan.example".into()];
+                c.gateway.allow_private_hosts = vec!["*.lan.example".into()];
+            }),
+        ),
+    ];
+    for (expected, tweak) in cases {
+        let mut c = valid();
+        tweak(&mut c);
+        let error = c.validate().unwrap_err().to_string();
+        assert!(error.contains(expected), "{expected}: {error}");
+    }
+}
+
+/// The whole path as root: a chat's agent in its sandbox runs curl with the environment the
+/// daemon gave it; `localhost:<port>` (allowlisted for every chat) answers through
+/// 127.0.0.1:7825 → the init's relay → proxy.sock → the proxy → the host's loopback, and
+/// 127.0.0.1:<port> (not listed) is refused with 403 and never reached.
+#[tokio::test]
+async fn from_inside_a_sandbox_only_allowlisted_hosts_are_reachable_through_the_proxy() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("SKIP: needs root (the sandbox's network namespace)");
+        return;
+    }
+    if !have_tmux() {
+        return;
+    }
+    // A tiny HTTP server: curl tunnels `GET /` through CONNECT and prints the body.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                let _ = conn.read(&mut buffer).await;
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 16\r\nconnection: close\r\n\r\nreached outside\n")
+                    .await;
+            });
+        }
+    });
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(root.path().to_owned());
+    // The prompt is the target; it goes to curl as one argument, never through a shell's
+    // parser (`read` then a quoted expansion).
+    let script = "read -r target; curl -sS -p --noproxy '' --max-time 10 \"http://$target/\" 2>&1; echo \"direct: $(curl -sS --noproxy '*' --max-time 3 \"http://$target/\" 2>&1 | head -c 80)\"";
+    let stack = Stack::start_with(|c| {
+        use_command_agent(c, root.path(), &["sh", "-c", script]);
+        c.gateway.allow_hosts = vec!["localhost".into()];
+        c.gateway.allow_private_hosts = vec!["localhost".into()];
+        c.gateway.allow_ports = vec![port];
+    })
+    .await;
+    let (chat, _) = stack
+        .sim
+        .dm("+15551239003", &format!("localhost:{port}"))
+        .await;
+    let reply = eventually(Duration::from_secs(60), "the allowed reply", || async {
+        let r = stack.sim.bot_messages(&chat).await;
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    let allowed = text_of(&reply[0]);
+    println!("allowed: {allowed}");
+    assert!(allowed.starts_with("reached outside"), "{allowed}");
+    assert!(
+        !allowed.contains("direct: reached"),
+        "a direct connection worked: {allowed}"
+    );
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    stack
+        .sim
+        .text(json!({"from": "+15551239003", "chat_id": chat, "text": format!("127.0.0.1:{port}")}))
+        .await;
+    let replies = eventually(Duration::from_secs(60), "the refused reply", || async {
+        let r = stack.sim.bot_messages(&chat).await;
+        (r.len() >= 2).then_some(r)
+    })
+    .await;
+    let refused = text_of(&replies[1]);
+    println!("refused: {refused}");
+    assert!(refused.contains("403"), "{refused}");
+    assert!(!refused.contains("reached outside"), "{refused}");
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the refused host was never connected to"
+    );
+    let stats = stack.daemon.gateway.egress_stats();
+    assert_eq!((stats.tunnels, stats.refused_target), (1, 1), "{stats:?}");
+    println!(
+        "PASS: from a sandbox, the allowlisted host answers through the proxy; the other gets 403"
+    );
+    stack.daemon.shutdown().await;
+}

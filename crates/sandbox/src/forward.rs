@@ -1,7 +1,10 @@
-//! The model gateway's way into a chat's network namespace: the sandbox's init listens on
-//! `127.0.0.1:7824` inside the namespace and relays each connection, byte for byte, to the
-//! daemon's gateway unix socket (mounted read-only into the sandbox). No parsing, no buffering
-//! beyond a copy buffer: the gateway on the other side does all the checking.
+//! The daemon's way into a chat's network namespace: the sandbox's init listens on loopback
+//! inside the namespace and relays each connection, byte for byte, to a daemon unix socket
+//! (their directory is mounted read-only into the sandbox): `127.0.0.1:7824` to the model
+//! gateway (`gateway.sock`) and `127.0.0.1:7825` to its egress proxy (`proxy.sock`). No
+//! parsing, no buffering beyond a copy buffer: the daemon on the other side does all the
+//! checking. A relay whose socket is missing (the daemon serves no proxy) closes each
+//! connection at once.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -12,11 +15,16 @@ use std::thread::JoinHandle;
 /// Relay threads need little stack; many idle connections must not cost much memory.
 const RELAY_STACK_BYTES: usize = 64 * 1024;
 
-/// Accepts connections on `listener` in a background thread and relays each to the unix socket
-/// at `target` (connected anew per connection, so a restarted gateway is picked up).
-pub fn spawn_relay(listener: TcpListener, target: PathBuf) -> std::io::Result<JoinHandle<()>> {
+/// Accepts connections on `listener` in a background thread named `name` and relays each to
+/// the unix socket at `target` (connected anew per connection, so a restarted daemon is picked
+/// up).
+pub fn spawn_relay(
+    name: &str,
+    listener: TcpListener,
+    target: PathBuf,
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
-        .name("gateway-forwarder".into())
+        .name(name.into())
         .stack_size(RELAY_STACK_BYTES)
         .spawn(move || accept_loop(&listener, &target))
 }
@@ -29,7 +37,7 @@ fn accept_loop(listener: &TcpListener, target: &PathBuf) {
             Err(_) => continue,
         };
         let Ok(unix) = UnixStream::connect(target) else {
-            // No gateway: the client sees the connection close at once.
+            // No daemon socket: the client sees the connection close at once.
             let _ = tcp.shutdown(Shutdown::Both);
             continue;
         };
@@ -109,7 +117,7 @@ mod tests {
         });
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
-        spawn_relay(listener, socket).unwrap();
+        spawn_relay("test-relay", listener, socket).unwrap();
         let mut client = TcpStream::connect(address).unwrap();
         client.write_all(b"hello").unwrap();
         client.shutdown(Shutdown::Write).unwrap();
@@ -117,5 +125,21 @@ mod tests {
         client.read_to_string(&mut answer).unwrap();
         assert_eq!(answer, "echo:hello");
         echo.join().unwrap();
+    }
+
+    #[test]
+    fn a_missing_socket_closes_the_connection_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        spawn_relay("test-relay", listener, dir.path().join("absent.sock")).unwrap();
+        let mut client = TcpStream::connect(address).unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let _ = client.write_all(b"CONNECT example.org:443 HTTP/1.1\r\n\r\n");
+        let mut answer = Vec::new();
+        let read = client.read_to_end(&mut answer);
+        assert!(answer.is_empty(), "{read:?} {answer:?}");
     }
 }

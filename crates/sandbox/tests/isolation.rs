@@ -33,7 +33,7 @@ const CLAIMS: &[&str] = &[
     "A cannot reach TCP, UDP or MPTCP listeners in another network namespace, nor the host's loopback",
     "fork bomb, memory hog and file-size caps hold",
     "setuid binaries gain nothing; TIOCSTI fails; user namespaces cannot be created",
-    "A can write its home and /tmp, reach the gateway, run /bin/sh and git",
+    "A can write its home and /tmp, reach the gateway and the egress proxy's relay, run /bin/sh and git",
     "setup errors reach spawn; enter joins a live sandbox; stop tears it down",
 ];
 
@@ -209,7 +209,12 @@ impl Fixture {
     fn run(&mut self) -> Vec<String> {
         let a = self.add_chat();
         let b = self.add_chat();
-        start_gateway(&self.root.join("gateway").join(jail::GATEWAY_SOCKET_NAME));
+        let gateway_dir = self.root.join("gateway");
+        start_stand_in(&gateway_dir.join(jail::GATEWAY_SOCKET_NAME), b"gateway:");
+        start_stand_in(
+            &gateway_dir.join(jail::GATEWAY_PROXY_SOCKET_NAME),
+            b"proxy:",
+        );
         let host_listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host_port = host_listener.local_addr().unwrap().port();
         let egress = self.start_foreign_network();
@@ -628,15 +633,17 @@ fn is_zombie(pid: i32) -> bool {
         .unwrap_or(true)
 }
 
-/// The stand-in gateway: answers `gateway:<request>` on the unix socket.
-fn start_gateway(socket: &Path) {
+/// A stand-in for one of the daemon's sockets (the model gateway, its egress proxy): answers
+/// `<prefix><request>`, so the probe can tell which socket its relay reached. (The proxy's own
+/// decisions, from inside a real sandbox, are tested in the daemon's `tests/gateway.rs`.)
+fn start_stand_in(socket: &Path, prefix: &'static [u8]) {
     let listener = UnixListener::bind(socket).unwrap();
     std::thread::spawn(move || {
         for mut conn in listener.incoming().flatten() {
             std::thread::spawn(move || {
                 let mut request = Vec::new();
                 let _ = conn.read_to_end(&mut request);
-                let _ = conn.write_all(b"gateway:");
+                let _ = conn.write_all(prefix);
                 let _ = conn.write_all(&request);
             });
         }

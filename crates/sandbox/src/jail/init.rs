@@ -4,8 +4,9 @@
 //!   PID namespace; it forks the init, which is PID 1 of the new one, reports the init's host
 //!   pid and exits.
 //! * The init builds the filesystem view, sets the hostname, brings up loopback, binds the
-//!   gateway forwarder, starts the program, then relays the gateway and reaps orphans until no
-//!   process is left. It handles no signals, so nothing inside its PID namespace can kill it.
+//!   forwarders (the model gateway and its egress proxy), starts the program, then relays both
+//!   and reaps orphans until no process is left. It handles no signals, so nothing inside its
+//!   PID namespace can kill it.
 //! * The enter stage (for [`super::enter`]) has joined a live sandbox's namespaces; it starts the
 //!   program there and waits for it, exiting with its code.
 
@@ -21,8 +22,8 @@ use nix::unistd::{ForkResult, Pid};
 
 use super::report::{Report, ReportWriter};
 use super::{
-    GATEWAY_DIR_INSIDE, GATEWAY_PORT, GATEWAY_SOCKET_NAME, JailError, ProgramSpec, SandboxSpec,
-    adopt_fd, mounts, netns, program,
+    GATEWAY_DIR_INSIDE, GATEWAY_PORT, GATEWAY_PROXY_PORT, GATEWAY_PROXY_SOCKET_NAME,
+    GATEWAY_SOCKET_NAME, JailError, ProgramSpec, SandboxSpec, adopt_fd, mounts, netns, program,
 };
 
 /// argv\[1\] of the init stage.
@@ -85,7 +86,7 @@ pub(crate) fn run_init_stage(payload_fd: i32, report_fd: i32) -> ! {
 
 /// PID 1 of the sandbox.
 fn run_init(spec: &SandboxSpec, report: &ReportWriter) -> ! {
-    let (program, listener) = match set_up(spec) {
+    let (program, forwarders) = match set_up(spec) {
         Ok(started) => started,
         Err(error) => {
             report.send(&Report::Error(setup_message(error)));
@@ -95,32 +96,54 @@ fn run_init(spec: &SandboxSpec, report: &ReportWriter) -> ! {
     report.send(&Report::Started(program.as_raw()));
     // The init writes nowhere but the report pipe; the caller's streams belong to the program.
     detach_stdio();
-    if let Some(listener) = listener {
-        let socket = Path::new(GATEWAY_DIR_INSIDE).join(GATEWAY_SOCKET_NAME);
-        // The forwarder is a convenience of the sandbox, not its reason to live: if its thread
+    if let Some(Forwarders { gateway, proxy }) = forwarders {
+        let dir = Path::new(GATEWAY_DIR_INSIDE);
+        // The forwarders are a convenience of the sandbox, not its reason to live: if a thread
         // cannot start, the program still runs, and the agent's requests fail visibly.
-        let _ = crate::forward::spawn_relay(listener, socket);
+        let _ = crate::forward::spawn_relay(
+            "gateway-forwarder",
+            gateway,
+            dir.join(GATEWAY_SOCKET_NAME),
+        );
+        // Relayed whether or not the daemon serves the proxy: without its socket each
+        // connection is closed at once, which is the refusal.
+        let _ = crate::forward::spawn_relay(
+            "proxy-forwarder",
+            proxy,
+            dir.join(GATEWAY_PROXY_SOCKET_NAME),
+        );
     }
     reap_until_empty(program, report)
 }
 
-fn set_up(spec: &SandboxSpec) -> Result<(Pid, Option<TcpListener>), JailError> {
+/// The listeners of the relays to the daemon, bound before the program starts so the agent
+/// never finds them missing.
+struct Forwarders {
+    gateway: TcpListener,
+    proxy: TcpListener,
+}
+
+fn bind_loopback(port: u16) -> Result<TcpListener, JailError> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+        .map_err(JailError::io(format!("listening on 127.0.0.1:{port}")))
+}
+
+fn set_up(spec: &SandboxSpec) -> Result<(Pid, Option<Forwarders>), JailError> {
     // The OOM killer must pick the hog, never the init (that would take down the whole chat).
     let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
     mounts::build(spec)?;
     nix::unistd::sethostname(&spec.name).map_err(JailError::sys("setting the hostname"))?;
     netns::loopback_up()?;
-    let listener = match &spec.gateway_dir {
-        Some(_) => Some(
-            TcpListener::bind((Ipv4Addr::LOCALHOST, GATEWAY_PORT)).map_err(JailError::io(
-                format!("listening on 127.0.0.1:{GATEWAY_PORT}"),
-            ))?,
-        ),
+    let forwarders = match &spec.gateway_dir {
+        Some(_) => Some(Forwarders {
+            gateway: bind_loopback(GATEWAY_PORT)?,
+            proxy: bind_loopback(GATEWAY_PROXY_PORT)?,
+        }),
         None => None,
     };
-    // Fork the program before any thread exists (the forwarder starts after).
+    // Fork the program before any thread exists (the forwarders start after).
     let program = program::launch(&spec.program_spec())?;
-    Ok((program, listener))
+    Ok((program, forwarders))
 }
 
 /// The text of a setup failure, without the prefix the helper's side adds again.

@@ -4,7 +4,8 @@
 //! UTS and network namespaces, and an init process that is PID 1 inside them. The init builds the
 //! chat's view of the filesystem (private /tmp, a /proc of its own, other chats' homes and the
 //! daemon's files hidden, the model gateway's socket directory mounted read-only), brings up
-//! loopback, relays `127.0.0.1:`[`GATEWAY_PORT`] to the gateway ([`crate::forward`]), starts the
+//! loopback, relays `127.0.0.1:`[`GATEWAY_PORT`] to the gateway and `127.0.0.1:`
+//! [`GATEWAY_PROXY_PORT`] to its egress proxy ([`crate::forward`]), starts the
 //! program as the chat's own user (rlimits, no_new_privs, Landlock, seccomp), then reaps orphans
 //! until nothing is left. [`enter`] starts another program in a live sandbox (`tmux attach`).
 //!
@@ -47,6 +48,11 @@ pub const GATEWAY_DIR_INSIDE: &str = "/run/picortex/gateway";
 pub const GATEWAY_SOCKET_NAME: &str = "gateway.sock";
 /// The TCP port the init's forwarder listens on, on 127.0.0.1 inside the chat's network namespace.
 pub const GATEWAY_PORT: u16 = 7824;
+/// The daemon's egress proxy socket (HTTP CONNECT to allowlisted hosts), in the same directory.
+pub const GATEWAY_PROXY_SOCKET_NAME: &str = "proxy.sock";
+/// The TCP port the init relays to [`GATEWAY_PROXY_SOCKET_NAME`], on 127.0.0.1 inside the
+/// namespace (the agent's `HTTPS_PROXY`).
+pub const GATEWAY_PROXY_PORT: u16 = 7825;
 
 /// How long [`spawn`] and [`enter`] wait for the sandbox to report the program started.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
