@@ -441,3 +441,59 @@ async fn the_owners_reset_forgets_the_chats_agent_session() {
         .await;
     assert_eq!(reply_texts(&stack.sim, &chat, 3).await[2], "still there?");
 }
+
+/// The layout `picortex demo` uses: the runner's binary in a directory that also holds the
+/// daemon's data, with the chats' homes inside that data directory. The runner's directory is
+/// exposed to the chat, the data inside it must stay hidden, and the home must stay writable.
+#[tokio::test]
+async fn the_sandbox_hides_the_daemons_data_beside_the_runner() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("SKIP: per-chat users and namespaces need root");
+        return;
+    }
+    if !have_tmux() {
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    let runner = base.path().join("picortex-runner");
+    std::fs::copy(runner_bin(), &runner).unwrap();
+    let data = base.path().join("data");
+    let chats = data.join("chats");
+    std::fs::create_dir_all(&chats).unwrap();
+    let _cleanup = Cleanup(chats.clone());
+    let script = format!(
+        "try() {{ if sh -c \"$2\" >/dev/null 2>&1; then echo \"$1=open\"; else echo \"$1=blocked\"; fi; }}
+         try 'list the data directory' 'ls {data}/*.db'
+         try 'read the database' 'head -c 16 {data}/picortex.db'
+         try 'read the gateway key' 'cat {data}/gateway.key'
+         echo mine > own.txt && echo 'write its home=open'",
+        data = data.display()
+    );
+    let stack = Stack::start_with(|c| {
+        use_command_agent(c, &chats, &["sh", "-c", &script]);
+        c.data_dir = data.clone();
+        c.agents.runner_bin = Some(runner.clone());
+        c.isolation.mode = IsolationMode::Sandbox;
+    })
+    .await;
+    let (chat, _) = stack.sim.dm("+15551230011", "look around").await;
+    let report = reply_texts(&stack.sim, &chat, 1).await.remove(0);
+    let mut failures = Vec::new();
+    for line in report.lines() {
+        let expected = if line.starts_with("write its home") {
+            "open"
+        } else {
+            "blocked"
+        };
+        let (what, result) = line.split_once('=').unwrap_or((line, "?"));
+        if result == expected {
+            println!("PASS: with the runner beside the data, chat's agent: {what} = {result}");
+        } else {
+            println!("FAIL: with the runner beside the data, chat's agent: {what} = {result}");
+            failures.push(line.to_owned());
+        }
+    }
+    assert_eq!(report.lines().count(), 4, "{report}");
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(chat_home(&chats, &chat).join("own.txt").is_file());
+}

@@ -1,8 +1,9 @@
 //! The chat's view of the filesystem, built by the init in its new mount namespace: everything
 //! private (nothing propagates back to the host), a fresh /proc for the new PID namespace,
 //! private tmpfs on /tmp, /var/tmp and /dev/shm, empty tmpfs over the workspace root, the hidden
-//! paths and /run, and then, bound back in, the chat's own home at its usual path, any exec
-//! directory that was under a covered path (read-only), and the gateway's directory (read-only).
+//! paths, /run and any directory others may not search above the home or an exec directory,
+//! and then, bound back in, the chat's own home at its usual path, any exec directory that was
+//! under a covered path or a private tmp (read-only), and the gateway's directory (read-only).
 
 use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -35,11 +36,20 @@ pub(crate) fn build(spec: &SandboxSpec) -> Result<(), JailError> {
 
     let mut covers: Vec<PathBuf> = vec![spec.workspace_root.clone(), PathBuf::from("/run")];
     covers.extend(spec.hide.iter().cloned());
+    // A directory the chat needs below one its user may not search (e.g. a checkout under a
+    // 0700 /root) could not be reached even when bound back: cover that ancestor too, so the
+    // way down goes through the cover's own searchable directories.
+    let needed = std::iter::once(&spec.home).chain(spec.exec_dirs.iter());
+    covers.extend(needed.filter_map(|dir| closed_ancestor(dir)));
     // Parents first, so a hidden path inside an already covered one is simply gone.
     covers.sort_by_key(|p| p.components().count());
-    let covered = |path: &Path| covers.iter().any(|c| path.starts_with(c));
+    covers.dedup();
+    let covered = |path: &Path| {
+        covers.iter().any(|c| path.starts_with(c))
+            || PRIVATE_TMP.iter().any(|t| path.starts_with(t))
+    };
 
-    let mut binds = Vec::new();
+    let mut binds: Vec<BindBack> = Vec::new();
     if covered(&spec.home) {
         binds.push(BindBack {
             source: open_path(&spec.home)?,
@@ -88,19 +98,12 @@ pub(crate) fn build(spec: &SandboxSpec) -> Result<(), JailError> {
         }
     }
     for cover in &covers {
-        // A path that does not exist (or is inside something already covered) has nothing to hide.
-        if !cover.is_dir() {
-            continue;
-        }
-        mount_or(
-            Some("tmpfs"),
-            cover,
-            Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            Some("mode=0755,size=1m,nr_inodes=1024"),
-            &format!("hiding {}", cover.display()),
-        )?;
+        hide(cover)?;
     }
+    // Shallow targets first: a directory bound back over an ancestor of a deeper one (the
+    // runner's directory above the home, say) would otherwise shadow it. What was hidden inside
+    // a bound directory is hidden again before anything deeper is bound.
+    binds.sort_by_key(|b| b.target.components().count());
     for bind in &binds {
         std::fs::create_dir_all(&bind.target).map_err(|source| JailError::Io {
             what: format!("creating the mount point {}", bind.target.display()),
@@ -124,8 +127,43 @@ pub(crate) fn build(spec: &SandboxSpec) -> Result<(), JailError> {
             None,
             &what,
         )?;
+        for cover in covers
+            .iter()
+            .filter(|c| c.starts_with(&bind.target) && **c != bind.target)
+        {
+            hide(cover)?;
+        }
     }
     Ok(())
+}
+
+/// Covers `dir` with a small empty tmpfs. A path that does not exist (or is inside something
+/// already covered) has nothing to hide.
+fn hide(dir: &Path) -> Result<(), JailError> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    mount_or(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=0755,size=1m,nr_inodes=1024"),
+        &format!("hiding {}", dir.display()),
+    )
+}
+
+/// The highest ancestor of `path` (below `/`) that others may not search, if any.
+fn closed_ancestor(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    path.ancestors()
+        .skip(1)
+        .filter(|a| a.parent().is_some())
+        .filter(|a| {
+            std::fs::metadata(a).is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o001 == 0)
+        })
+        .last()
+        .map(Path::to_owned)
 }
 
 fn open_path(path: &Path) -> Result<OwnedFd, JailError> {
