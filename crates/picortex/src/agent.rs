@@ -97,6 +97,12 @@ pub trait Agent: Send + Sync {
     fn reset<'a>(&'a self, _chat_id: &'a str) -> BoxFuture<'a, Result<(), AgentError>> {
         Box::pin(async { Ok(()) })
     }
+    /// Stops whatever runs for the chat between turns (its runner, agent and tmux server; its
+    /// sandbox) and keeps its home: hibernation. The next turn starts it again and resumes the
+    /// session. Backends that keep nothing running do nothing.
+    fn stop_chat<'a>(&'a self, _chat_id: &'a str) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Answers every message with "echo: <text>". Several folded messages give one line each.

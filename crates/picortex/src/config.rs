@@ -124,6 +124,27 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// How chats are kept apart.
     pub isolation: IsolationConfig,
+    /// When idle chats are hibernated.
+    pub lifecycle: LifecycleConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// A chat with no message for this long is hibernated (its processes stop, its home
+    /// stays); 0 never hibernates.
+    pub idle_after_secs: u64,
+    /// How often the lifecycle task looks for idle chats.
+    pub interval_secs: u64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self {
+            idle_after_secs: 7 * 24 * 3600,
+            interval_secs: 300,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -409,6 +430,7 @@ impl Default for Config {
             api_token: None,
             gateway: GatewayConfig::default(),
             isolation: IsolationConfig::default(),
+            lifecycle: LifecycleConfig::default(),
         }
     }
 }

@@ -194,8 +194,11 @@ async fn start_inner(
             tracing::error!(error = %e, "http server stopped");
         }
     });
+    let lifecycle =
+        crate::lifecycle::Lifecycle::new(store.clone(), agent.clone(), &config.lifecycle);
     let mut tasks = gateway_tasks;
     tasks.extend([
+        tokio::spawn(lifecycle.run()),
         tokio::spawn(gatekeeper.run()),
         tokio::spawn(scheduler.run()),
         tokio::spawn(sender.run()),

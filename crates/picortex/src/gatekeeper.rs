@@ -488,8 +488,21 @@ impl Gatekeeper {
                 Ok(()) => "Done: the next message here starts a fresh session.".into(),
                 Err(e) => format!("I couldn't reset this chat's session: {e}"),
             },
+            OwnerCommand::Hibernate => {
+                use crate::lifecycle::{Hibernation, hibernate};
+                match hibernate(&self.store, self.agent.as_ref(), &msg.chat_id, "owner").await? {
+                    Hibernation::Done => "Done: this chat is asleep now (its workspace is kept); \
+                                          the next message wakes it."
+                        .into(),
+                    Hibernation::AlreadyAsleep => "This chat is already asleep.".into(),
+                    Hibernation::Busy => {
+                        "This chat is still working on a message; ask again when it has answered."
+                            .into()
+                    }
+                }
+            }
             OwnerCommand::Help | OwnerCommand::Unknown(_) => help_text(&self.bot),
-            // Lifecycle commands arrive with hibernation and archiving; until then, the help.
+            // Archiving and restoring arrive with the archive; until then, the help.
             _ => help_text(&self.bot),
         })
     }

@@ -14,6 +14,7 @@ pub mod gatekeeper;
 pub mod gateway;
 pub mod ingest;
 pub mod isolation;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod runner_agent;

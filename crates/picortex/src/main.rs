@@ -71,6 +71,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The chats and their lifecycle state.
+    #[command(subcommand)]
+    Chat(ChatCommand),
     /// Write a consistent copy of the live database.
     Backup {
         #[arg(long)]
@@ -78,6 +81,15 @@ enum Command {
         /// Destination file.
         #[arg(long)]
         to: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChatCommand {
+    /// Every chat: its id, workspace directory, state and last inbound message.
+    List {
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -202,6 +214,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             demo.sim.shutdown().await;
             if let Some(model) = demo.model {
                 model.shutdown().await;
+            }
+        }
+        Command::Chat(ChatCommand::List { config }) => {
+            let config = Config::load(config.as_deref())?;
+            let store = picortex::store::Store::open(&config.database_path())?;
+            let chats = store
+                .read(|c| {
+                    let mut stmt = c.prepare(
+                        "SELECT id, state, is_group, COALESCE(last_inbound_at, created_at)
+                         FROM chats ORDER BY COALESCE(last_inbound_at, created_at) DESC",
+                    )?;
+                    let rows = stmt.query_map([], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, bool>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
+                    })?;
+                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                })
+                .await?;
+            println!(
+                "{:<38} {:<14} {:<6} {:<11} last message (UTC)",
+                "chat", "directory", "kind", "state"
+            );
+            for (id, state, is_group, at) in chats {
+                let when = time::OffsetDateTime::from_unix_timestamp(at / 1000)
+                    .map(|t| format!("{} {:02}:{:02}", t.date(), t.hour(), t.minute()))
+                    .unwrap_or_default();
+                let kind = if is_group { "group" } else { "dm" };
+                let dir = picortex::workspace::chat_dir_name(&id);
+                println!("{id:<38} {dir:<14} {kind:<6} {state:<11} {when}");
             }
         }
         Command::Backup { config, to } => {

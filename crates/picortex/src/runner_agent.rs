@@ -8,6 +8,7 @@
 //! its environment gets the gateway's URL as `ANTHROPIC_BASE_URL` and the chat's own gateway
 //! token as `ANTHROPIC_API_KEY`, never the real key.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,6 +35,9 @@ pub struct RunnerAgent {
     owner: Option<String>,
     /// The gateway and the URL agents reach it at; `None` only for an agent built alone.
     gateway: Option<(Arc<Gateway>, String)>,
+    /// One lock per chat, so stopping a chat (hibernation) never cuts into a turn that is
+    /// starting its runner, and the other way round.
+    chat_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// The environment names that carry model access.
@@ -138,6 +142,7 @@ impl RunnerAgent {
             bot_name: config.bot_name.clone(),
             owner: config.owner.clone(),
             gateway: None,
+            chat_locks: std::sync::Mutex::default(),
         })
     }
 
@@ -180,7 +185,17 @@ impl RunnerAgent {
         Ok(env)
     }
 
+    fn chat_lock(&self, chat_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .chat_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(chat_id.to_owned()).or_default().clone()
+    }
+
     async fn run(&self, request: TurnRequest) -> Result<TurnReply, AgentError> {
+        let lock = self.chat_lock(&request.chat_id);
+        let _chat = lock.lock().await;
         let home = self
             .workspaces
             .ensure_home(&request.chat_id)
@@ -409,6 +424,22 @@ impl Agent for RunnerAgent {
                 .remove_file(chat_id, &home, ".picortex/session.json")
                 .await
                 .map_err(|e| AgentError::Retryable(format!("forgetting the session: {e}")))
+        })
+    }
+
+    fn stop_chat<'a>(&'a self, chat_id: &'a str) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(async move {
+            let lock = self.chat_lock(chat_id);
+            let _chat = lock.lock().await;
+            let home = self
+                .workspaces
+                .ensure_home(chat_id)
+                .await
+                .map_err(|e| AgentError::Retryable(e.to_string()))?;
+            self.workspaces
+                .stop(chat_id, &home)
+                .await
+                .map_err(|e| AgentError::Retryable(e.to_string()))
         })
     }
 

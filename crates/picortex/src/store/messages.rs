@@ -126,6 +126,19 @@ fn record_inbound(
     request_id: &str,
     now: i64,
 ) -> StoreResult<IngestOutcome> {
+    // A message to a hibernated chat wakes it (its runner starts with the next turn).
+    let woken = conn
+        .prepare_cached("UPDATE chats SET state = 'active' WHERE id = ?1 AND state = 'hibernated'")?
+        .execute([&m.chat_id])?;
+    if woken > 0 {
+        super::audit(
+            conn,
+            "lifecycle",
+            "chat.woken",
+            Some(&m.chat_id),
+            &serde_json::json!({"request_id": request_id, "message_id": m.id}),
+        )?;
+    }
     conn.prepare_cached(
         "INSERT INTO chats (id, is_group, our_handle, created_at, updated_at, last_inbound_at)
          VALUES (?1, ?2, ?3, ?4, ?4, ?4)

@@ -1,0 +1,143 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Hibernation: an idle chat's processes stop and its home stays; the next message wakes it
+//! and still gets its answer. As root the chat runs in its sandbox (whose jail is what stops);
+//! without root, its tmux server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn replies(sim: &Sim, chat_id: &str, n: usize) -> Vec<String> {
+    eventually(WAIT, &format!("{n} replies"), || async {
+        let r = sim.bot_messages(chat_id).await;
+        (r.len() >= n).then(|| r.iter().map(text_of).collect::<Vec<_>>())
+    })
+    .await
+}
+
+async fn state(stack: &Stack, chat_id: &str) -> String {
+    let id = chat_id.to_owned();
+    stack
+        .daemon
+        .store
+        .read(move |c| {
+            Ok(c.query_row("SELECT state FROM chats WHERE id = ?1", [&id], |r| r.get(0))?)
+        })
+        .await
+        .unwrap()
+}
+
+async fn audit_kinds(stack: &Stack, chat_id: &str) -> Vec<String> {
+    let id = chat_id.to_owned();
+    stack
+        .daemon
+        .store
+        .read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT kind FROM audit_events WHERE chat_id = ?1 AND kind LIKE 'chat.%' ORDER BY id",
+            )?;
+            let rows = stmt.query_map([&id], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+        .await
+        .unwrap()
+}
+
+/// Removes the chats' users, jails and homes at the end, even on failure.
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        cleanup_chats(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn an_idle_chat_hibernates_and_the_next_message_wakes_it() {
+    if !have_tmux() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(root.path().to_owned());
+    let stack = Stack::start_with(|c| {
+        use_command_agent(c, root.path(), &["cat"]);
+        c.lifecycle.idle_after_secs = 1;
+        c.lifecycle.interval_secs = 1;
+    })
+    .await;
+    let (chat, _) = stack.sim.dm("+15551240001", "hello").await;
+    assert_eq!(replies(&stack.sim, &chat, 1).await, vec!["hello"]);
+    let home = chat_home(root.path(), &chat);
+    let tmux = picortex::workspace::Tmux::for_home(&home);
+
+    eventually(WAIT, "the chat to hibernate", || async {
+        (state(&stack, &chat).await == "hibernated").then_some(())
+    })
+    .await;
+    eventually(WAIT, "its tmux server to stop", || async {
+        (!tmux.has_session()).then_some(())
+    })
+    .await;
+    assert!(home.join(".git").is_dir(), "the home stays");
+    println!("PASS: an idle chat hibernates: its tmux server stopped, its home kept");
+
+    stack
+        .sim
+        .text(json!({"from": "+15551240001", "chat_id": chat, "text": "still there?"}))
+        .await;
+    assert_eq!(replies(&stack.sim, &chat, 2).await[1], "still there?");
+    println!("PASS: a message to a hibernated chat wakes it and is answered");
+    let kinds = audit_kinds(&stack, &chat).await;
+    assert!(
+        kinds.starts_with(&["chat.hibernated".into(), "chat.woken".into()]),
+        "{kinds:?}"
+    );
+    println!("PASS: both transitions are audit events ({kinds:?})");
+}
+
+#[tokio::test]
+async fn the_owner_hibernates_a_chat_by_hand() {
+    if !have_tmux() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(root.path().to_owned());
+    let owner = "+15551240002";
+    let stack = Stack::start_with(|c| {
+        use_command_agent(c, root.path(), &["cat"]);
+        c.owner = Some(owner.into());
+    })
+    .await;
+    let (chat, _) = stack.sim.dm(owner, "hello").await;
+    assert_eq!(replies(&stack.sim, &chat, 1).await, vec!["hello"]);
+    let tmux = picortex::workspace::Tmux::for_home(&chat_home(root.path(), &chat));
+    assert!(tmux.has_session());
+
+    stack
+        .sim
+        .text(json!({"from": owner, "chat_id": chat, "text": "/picortex hibernate"}))
+        .await;
+    let answer = replies(&stack.sim, &chat, 2).await.remove(1);
+    assert!(answer.starts_with("Done: this chat is asleep"), "{answer}");
+    assert_eq!(state(&stack, &chat).await, "hibernated");
+    assert!(!tmux.has_session(), "its tmux server stopped");
+    stack
+        .sim
+        .text(json!({"from": owner, "chat_id": chat, "text": "/picortex hibernate"}))
+        .await;
+    // The command itself is a message, so it woke the chat before asking again.
+    let again = replies(&stack.sim, &chat, 3).await.remove(2);
+    assert!(again.starts_with("Done: this chat is asleep"), "{again}");
+    stack
+        .sim
+        .text(json!({"from": owner, "chat_id": chat, "text": "wake up"}))
+        .await;
+    assert_eq!(replies(&stack.sim, &chat, 4).await[3], "wake up");
+    assert_eq!(state(&stack, &chat).await, "active");
+    println!("PASS: /picortex hibernate puts the chat to sleep; the next message wakes it");
+}
