@@ -117,6 +117,15 @@ async fn the_owner_hibernates_a_chat_by_hand() {
     assert_eq!(replies(&stack.sim, &chat, 1).await, vec!["hello"]);
     let tmux = picortex::workspace::Tmux::for_home(&chat_home(root.path(), &chat));
     assert!(tmux.has_session());
+    // The owner's `shell` window is open beside the agent's (as root: inside the sandbox, where
+    // the chat's user has no login shell of its own).
+    let windows = tmux
+        .run(
+            "list-windows",
+            &["list-windows", "-F", "#{window_name}"].map(std::ffi::OsString::from),
+        )
+        .unwrap();
+    assert!(windows.lines().any(|w| w == "shell"), "{windows}");
 
     stack
         .sim

@@ -628,6 +628,14 @@ mod sandbox {
         if !env.iter().any(|(k, _)| k == "PATH") {
             env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
         }
+        // The chat's user has no login shell (nologin), so tmux's `shell` window needs one named.
+        if !env.iter().any(|(k, _)| k == "SHELL") {
+            let shell = ["/bin/bash", "/bin/sh"]
+                .into_iter()
+                .find(|s| std::path::Path::new(s).is_file())
+                .unwrap_or("/bin/sh");
+            env.push(("SHELL".into(), shell.into()));
+        }
         env.extend(fixed.into_iter().map(|(k, v)| (k.to_owned(), v)));
         env
     }
