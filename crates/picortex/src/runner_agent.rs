@@ -38,6 +38,8 @@ pub struct RunnerAgent {
     /// One lock per chat, so stopping a chat (hibernation) never cuts into a turn that is
     /// starting its runner, and the other way round.
     chat_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The system prompt last found or written in each chat's home.
+    written_prompts: std::sync::Mutex<HashMap<String, String>>,
 }
 
 /// The environment names that carry model access.
@@ -143,6 +145,7 @@ impl RunnerAgent {
             owner: config.owner.clone(),
             gateway: None,
             chat_locks: std::sync::Mutex::default(),
+            written_prompts: std::sync::Mutex::default(),
         })
     }
 
@@ -300,13 +303,22 @@ impl RunnerAgent {
             name = self.bot_name
         );
         let chat_id = &request.chat_id;
-        let current = self.workspaces.read_text(chat_id, SYSTEM_PROMPT_FILE).await;
-        if current.is_ok_and(|old| old == prompt) {
+        // Most turns find the prompt as the last one left it: skip the home (a helper round
+        // trip when sandboxed) unless it changed or this daemon has not looked yet.
+        let known = |prompts: &HashMap<String, String>| prompts.get(chat_id) == Some(&prompt);
+        if self.written_prompts.lock().is_ok_and(|p| known(&p)) {
             return Ok(());
         }
-        self.workspaces
-            .write_file(chat_id, home, SYSTEM_PROMPT_FILE, prompt)
-            .await
+        let current = self.workspaces.read_text(chat_id, SYSTEM_PROMPT_FILE).await;
+        if !current.is_ok_and(|old| old == prompt) {
+            self.workspaces
+                .write_file(chat_id, home, SYSTEM_PROMPT_FILE, prompt.clone())
+                .await?;
+        }
+        if let Ok(mut prompts) = self.written_prompts.lock() {
+            prompts.insert(chat_id.clone(), prompt);
+        }
+        Ok(())
     }
 }
 
@@ -431,6 +443,10 @@ impl Agent for RunnerAgent {
         Box::pin(async move {
             let lock = self.chat_lock(chat_id);
             let _chat = lock.lock().await;
+            // Whatever happens to the home while the chat sleeps, the next turn looks again.
+            if let Ok(mut prompts) = self.written_prompts.lock() {
+                prompts.remove(chat_id);
+            }
             let home = self
                 .workspaces
                 .ensure_home(chat_id)
