@@ -136,6 +136,20 @@ pub struct LifecycleConfig {
     pub idle_after_secs: u64,
     /// How often the lifecycle task looks for idle chats.
     pub interval_secs: u64,
+    /// A chat with no message for this long is archived (its home compressed to
+    /// `<archive_dir>/<chat dir>.tar.zst`, its user removed); 0 never archives.
+    pub archive_after_secs: u64,
+    /// Where archives are kept (default `<data dir>/archive`).
+    pub archive_dir: Option<PathBuf>,
+}
+
+impl LifecycleConfig {
+    /// The archive directory, `<data_dir>/archive` unless configured.
+    pub fn archive_dir(&self, data_dir: &Path) -> PathBuf {
+        self.archive_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("archive"))
+    }
 }
 
 impl Default for LifecycleConfig {
@@ -143,6 +157,8 @@ impl Default for LifecycleConfig {
         Self {
             idle_after_secs: 7 * 24 * 3600,
             interval_secs: 300,
+            archive_after_secs: 30 * 24 * 3600,
+            archive_dir: None,
         }
     }
 }

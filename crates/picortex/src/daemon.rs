@@ -95,7 +95,8 @@ async fn start_inner(
         (None, AgentKind::ClaudeCode | AgentKind::Command) => Isolation::setup(&config).await?,
         _ => Isolation::Landlock,
     };
-    let workspaces = Workspaces::with_isolation(&config.workspace_root, &isolation);
+    let workspaces = Workspaces::with_isolation(&config.workspace_root, &isolation)
+        .with_archive_dir(config.lifecycle.archive_dir(&config.data_dir));
     let agent: Arc<dyn Agent> = match (agent, config.agent) {
         (Some(agent), _) => agent,
         (None, AgentKind::Echo) => Arc::new(EchoAgent),
@@ -194,8 +195,12 @@ async fn start_inner(
             tracing::error!(error = %e, "http server stopped");
         }
     });
-    let lifecycle =
-        crate::lifecycle::Lifecycle::new(store.clone(), agent.clone(), &config.lifecycle);
+    let lifecycle = crate::lifecycle::Lifecycle::with_archiving(
+        store.clone(),
+        agent.clone(),
+        workspaces.clone(),
+        &config.lifecycle,
+    );
     let mut tasks = gateway_tasks;
     tasks.extend([
         tokio::spawn(lifecycle.run()),

@@ -501,9 +501,50 @@ impl Gatekeeper {
                     }
                 }
             }
+            OwnerCommand::Archive => match &self.workspaces {
+                None => {
+                    "Archiving needs the chat workspaces, which this daemon does not have.".into()
+                }
+                Some(workspaces) => {
+                    use crate::lifecycle::{Archival, archive};
+                    match archive(
+                        &self.store,
+                        self.agent.as_ref(),
+                        workspaces,
+                        &msg.chat_id,
+                        "owner",
+                    )
+                    .await?
+                    {
+                        Archival::Done(_) => "Done: this chat is archived (its workspace is \
+                                              compressed and put away); the next message brings \
+                                              it back."
+                            .into(),
+                        Archival::AlreadyArchived => "This chat is already archived.".into(),
+                        Archival::Busy => "This chat is still working on a message; ask again \
+                                           when it has answered."
+                            .into(),
+                        Archival::Failed(e) => format!("I couldn't archive this chat: {e}"),
+                    }
+                }
+            },
+            OwnerCommand::Restore => match &self.workspaces {
+                None => {
+                    "Restoring needs the chat workspaces, which this daemon does not have.".into()
+                }
+                Some(workspaces) => {
+                    use crate::lifecycle::{Restoral, restore};
+                    match restore(&self.store, workspaces, &msg.chat_id, "owner").await? {
+                        Restoral::Done(_) => "Done: this chat's workspace is here.".into(),
+                        Restoral::Damaged(e) => format!(
+                            "This chat's archive is damaged, so I left it as it is and marked \
+                             the chat failed: {e}"
+                        ),
+                        Restoral::Failed(e) => format!("I couldn't restore this chat: {e}"),
+                    }
+                }
+            },
             OwnerCommand::Help | OwnerCommand::Unknown(_) => help_text(&self.bot),
-            // Archiving and restoring arrive with the archive; until then, the help.
-            _ => help_text(&self.bot),
         })
     }
 

@@ -167,6 +167,8 @@ impl SandboxHelper {
             .arg("--hide")
             .arg(&data_dir)
             .arg("--exit-with-parent")
+            .arg("--archive-dir")
+            .arg(config.lifecycle.archive_dir(&data_dir))
             .stdin(Stdio::null());
         if config.gateway.socket {
             command

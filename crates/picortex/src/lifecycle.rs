@@ -3,12 +3,211 @@
 //! it (ingest marks it active in the message's own transaction; the turn starts the runner
 //! again and the agent resumes its session). A background task does the transitions on an
 //! interval; the owner can hibernate a chat by hand. Each transition is an audit event.
+//!
+//! A chat with no message for `archive_after` is archived: its home goes to
+//! `<archive dir>/<chat dir>.tar.zst` (through the helper, which also removes the chat's user and
+//! cgroup, or by the daemon itself), and its state becomes `archived`. The next message marks it
+//! active again and its turn's `ensure_home` restores the home first (the workspace's per-chat
+//! lock makes it wait for an archive in progress). A damaged archive is left as it was and the
+//! chat becomes `failed`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::agent::Agent;
 use crate::store::{self, Store, StoreResult};
+use crate::workspace::{WorkspaceError, Workspaces};
+
+/// What archiving one chat did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Archival {
+    /// The chat is archived; its archive.
+    Done(Option<PathBuf>),
+    /// It was archived already.
+    AlreadyArchived,
+    /// A turn is queued or running; nothing was changed.
+    Busy,
+    /// Archiving failed; the chat is as it was (hibernated).
+    Failed(String),
+}
+
+/// What restoring one chat did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restoral {
+    /// The chat's home is back (or was there all along) and the chat is active.
+    Done(PathBuf),
+    /// The archive is damaged: it was left untouched and the chat is `failed`.
+    Damaged(String),
+    /// Something else failed; nothing was changed.
+    Failed(String),
+}
+
+async fn chat_state(store: &Store, chat_id: &str) -> StoreResult<Option<String>> {
+    let id = chat_id.to_owned();
+    store
+        .read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT state FROM chats WHERE id = ?1")?
+                .query_row([&id], |r| r.get(0))
+                .ok())
+        })
+        .await
+}
+
+/// Archives `chat_id` unless a turn is queued or running. Its processes are stopped first
+/// (outside the home lock: a turn holds the agent's chat lock while it waits for the home), then,
+/// holding the workspace's home lock, the state is recorded in a transaction that checks the chat
+/// is idle, and the home is archived. A message arriving meanwhile marks the chat active and its
+/// turn waits for the lock, then restores the home.
+pub async fn archive(
+    store: &Store,
+    agent: &dyn Agent,
+    workspaces: &Workspaces,
+    chat_id: &str,
+    actor: &'static str,
+) -> StoreResult<Archival> {
+    match chat_state(store, chat_id).await?.as_deref() {
+        Some("archived") => return Ok(Archival::AlreadyArchived),
+        Some("failed") => {
+            return Ok(Archival::Failed(
+                "the chat's archive is damaged; restore it first".into(),
+            ));
+        }
+        _ => {}
+    }
+    if let Err(e) = agent.stop_chat(chat_id).await {
+        tracing::warn!(chat_id, error = %e, "archiving: stopping the chat's processes failed");
+    }
+    let lock = workspaces.home_lock(chat_id);
+    let _held = lock.lock().await;
+    let id = chat_id.to_owned();
+    let marked = store
+        .write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE chats SET state = 'archived' WHERE id = ?1
+                     AND state IN ('active', 'hibernated')
+                     AND NOT EXISTS (SELECT 1 FROM turns WHERE chat_id = ?1
+                                     AND status IN ('queued', 'running'))",
+                )?
+                .execute([&id])?;
+            Ok(changed > 0)
+        })
+        .await?;
+    if !marked {
+        return Ok(Archival::Busy);
+    }
+    let started = std::time::Instant::now();
+    let result = workspaces.archive(chat_id).await;
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let id = chat_id.to_owned();
+    match result {
+        Ok(archive) => {
+            let path = archive.as_ref().map(|p| p.display().to_string());
+            store
+                .write(move |conn| {
+                    store::audit(
+                        conn,
+                        actor,
+                        "chat.archived",
+                        Some(&id),
+                        &serde_json::json!({ "archive": path, "elapsed_ms": elapsed_ms }),
+                    )
+                })
+                .await?;
+            Ok(Archival::Done(archive))
+        }
+        Err(e) => {
+            let message = e.to_string();
+            let detail = message.clone();
+            // The home is intact (archives are verified before anything is removed): back to
+            // hibernated, unless a message has woken the chat meanwhile.
+            store
+                .write(move |conn| {
+                    conn.prepare_cached(
+                        "UPDATE chats SET state = 'hibernated' WHERE id = ?1 AND state = 'archived'",
+                    )?
+                    .execute([&id])?;
+                    store::audit(
+                        conn,
+                        actor,
+                        "chat.archive_failed",
+                        Some(&id),
+                        &serde_json::json!({ "stage": "archive", "error": detail }),
+                    )
+                })
+                .await?;
+            Ok(Archival::Failed(message))
+        }
+    }
+}
+
+/// Brings the chat's home back (restoring it from its archive if it has one) and marks the chat
+/// active; a damaged archive marks it `failed` instead (see [`mark_failed`]).
+pub async fn restore(
+    store: &Store,
+    workspaces: &Workspaces,
+    chat_id: &str,
+    actor: &'static str,
+) -> StoreResult<Restoral> {
+    let was = chat_state(store, chat_id).await?;
+    match workspaces.ensure_home(chat_id).await {
+        Ok(home) => {
+            let id = chat_id.to_owned();
+            let restored = matches!(was.as_deref(), Some("archived" | "failed"));
+            store
+                .write(move |conn| {
+                    conn.prepare_cached(
+                        "UPDATE chats SET state = 'active' WHERE id = ?1
+                         AND state IN ('archived', 'failed', 'hibernated')",
+                    )?
+                    .execute([&id])?;
+                    if restored {
+                        store::audit(
+                            conn,
+                            actor,
+                            "chat.restored",
+                            Some(&id),
+                            &serde_json::json!({}),
+                        )?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            Ok(Restoral::Done(home))
+        }
+        Err(WorkspaceError::ArchiveDamaged(message)) => {
+            mark_failed(store, chat_id, actor, &message).await?;
+            Ok(Restoral::Damaged(message))
+        }
+        Err(e) => Ok(Restoral::Failed(e.to_string())),
+    }
+}
+
+/// Marks the chat `failed` after its archive was found damaged (the archive stays as it was,
+/// for the owner to inspect), with a `chat.archive_failed` audit event.
+pub async fn mark_failed(
+    store: &Store,
+    chat_id: &str,
+    actor: &'static str,
+    error: &str,
+) -> StoreResult<()> {
+    let (id, detail) = (chat_id.to_owned(), error.to_owned());
+    store
+        .write(move |conn| {
+            conn.prepare_cached("UPDATE chats SET state = 'failed' WHERE id = ?1")?
+                .execute([&id])?;
+            store::audit(
+                conn,
+                actor,
+                "chat.archive_failed",
+                Some(&id),
+                &serde_json::json!({ "stage": "restore", "error": detail }),
+            )
+        })
+        .await
+}
 
 /// What hibernating one chat did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +274,9 @@ pub struct Lifecycle {
     agent: Arc<dyn Agent>,
     idle_after: Duration,
     interval: Duration,
+    /// Set for archiving: the workspaces and `archive_after` (0: never).
+    workspaces: Option<Workspaces>,
+    archive_after: Duration,
 }
 
 impl Lifecycle {
@@ -88,20 +290,46 @@ impl Lifecycle {
             agent,
             idle_after: Duration::from_secs(config.idle_after_secs),
             interval: Duration::from_secs(config.interval_secs.max(1)),
+            workspaces: None,
+            archive_after: Duration::ZERO,
         })
     }
 
-    /// Runs until the task is aborted; `idle_after` 0 turns hibernation off.
+    /// The task that also archives chats idle for `archive_after_secs`, in `workspaces`
+    /// (built with its archive directory).
+    pub fn with_archiving(
+        store: Store,
+        agent: Arc<dyn Agent>,
+        workspaces: Workspaces,
+        config: &crate::config::LifecycleConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            agent,
+            idle_after: Duration::from_secs(config.idle_after_secs),
+            interval: Duration::from_secs(config.interval_secs.max(1)),
+            workspaces: Some(workspaces),
+            archive_after: Duration::from_secs(config.archive_after_secs),
+        })
+    }
+
+    /// Runs until the task is aborted; `idle_after` 0 turns hibernation off, `archive_after`
+    /// 0 archiving.
     pub async fn run(self: Arc<Self>) {
-        if self.idle_after.is_zero() {
+        if self.idle_after.is_zero() && self.archive_after.is_zero() {
             return;
         }
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = self.hibernate_idle().await {
+            if !self.idle_after.is_zero()
+                && let Err(e) = self.hibernate_idle().await
+            {
                 tracing::warn!(error = %e, "lifecycle: looking for idle chats failed");
+            }
+            if let Err(e) = self.archive_idle().await {
+                tracing::warn!(error = %e, "lifecycle: looking for chats to archive failed");
             }
         }
     }
@@ -131,5 +359,51 @@ impl Lifecycle {
             }
         }
         Ok(hibernated)
+    }
+
+    /// Archives every hibernated (or active but idle) chat whose last message is older than
+    /// `archive_after`.
+    pub async fn archive_idle(&self) -> StoreResult<usize> {
+        let Some(workspaces) = &self.workspaces else {
+            return Ok(0);
+        };
+        if self.archive_after.is_zero() {
+            return Ok(0);
+        }
+        let cutoff =
+            store::now_ms() - i64::try_from(self.archive_after.as_millis()).unwrap_or(i64::MAX);
+        let idle: Vec<String> = self
+            .store
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id FROM chats WHERE state IN ('active', 'hibernated')
+                     AND COALESCE(last_inbound_at, created_at) < ?1",
+                )?;
+                let rows = stmt.query_map([cutoff], |r| r.get(0))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await?;
+        let mut archived = 0;
+        for chat_id in idle {
+            match archive(
+                &self.store,
+                self.agent.as_ref(),
+                workspaces,
+                &chat_id,
+                "lifecycle",
+            )
+            .await?
+            {
+                Archival::Done(_) => {
+                    tracing::info!(chat_id, "chat archived after being idle");
+                    archived += 1;
+                }
+                Archival::Failed(error) => {
+                    tracing::warn!(chat_id, error, "archiving an idle chat failed");
+                }
+                Archival::AlreadyArchived | Archival::Busy => {}
+            }
+        }
+        Ok(archived)
     }
 }

@@ -37,6 +37,31 @@ pub enum WorkspaceError {
     Sandbox(String),
     #[error("reading from the chat's home: {0}")]
     Read(String),
+    /// The chat's archive is truncated or corrupt: it was left as it was and no home was made.
+    #[error("the chat's archive is damaged: {0}")]
+    ArchiveDamaged(String),
+    #[error("archiving the chat: {0}")]
+    Archive(String),
+}
+
+fn archive_err(e: picortex_sandbox::archive::ArchiveError) -> WorkspaceError {
+    match e {
+        picortex_sandbox::archive::ArchiveError::Damaged { .. } => {
+            WorkspaceError::ArchiveDamaged(e.to_string())
+        }
+        other => WorkspaceError::Archive(other.to_string()),
+    }
+}
+
+fn helper_err(e: picortex_sandbox::client::ClientError) -> WorkspaceError {
+    use picortex_sandbox::protocol::{ErrorKind, HelperError};
+    match e {
+        picortex_sandbox::client::ClientError::Helper(HelperError {
+            kind: ErrorKind::ArchiveDamaged,
+            message,
+        }) => WorkspaceError::ArchiveDamaged(message),
+        other => WorkspaceError::Sandbox(other.to_string()),
+    }
 }
 
 impl From<picortex_sandbox::tmux::TmuxError> for WorkspaceError {
@@ -79,6 +104,12 @@ pub struct Workspaces {
     helper: Option<Arc<SandboxHelper>>,
     /// Homes the helper has provisioned, so a turn does not ask again.
     provisioned: Arc<Mutex<HashMap<String, PathBuf>>>,
+    /// Where archived homes are kept without the helper (the helper has its own
+    /// `--archive-dir`); `None` turns archiving off.
+    archive_dir: Option<PathBuf>,
+    /// Per-chat locks: archiving holds the chat's for the whole archive, and `ensure_home`
+    /// takes it, so a message arriving meanwhile waits and then restores the chat.
+    home_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Workspaces {
@@ -88,7 +119,131 @@ impl Workspaces {
             root: root.into(),
             helper: None,
             provisioned: Arc::default(),
+            archive_dir: None,
+            home_locks: Arc::default(),
         }
+    }
+
+    /// The lock that serialises making, restoring and archiving the chat's home.
+    pub fn home_lock(&self, chat_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .home_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(chat_id.to_owned()).or_default().clone()
+    }
+
+    /// Archives go to, and are restored from, `archive_dir`.
+    pub fn with_archive_dir(mut self, archive_dir: impl Into<PathBuf>) -> Self {
+        self.archive_dir = Some(archive_dir.into());
+        self
+    }
+
+    /// Archives the chat's home (see [`picortex_sandbox::archive`]): through the helper, which
+    /// also removes the chat's user, group and cgroup, or as this user. The caller has stopped
+    /// the chat's processes and holds its [`Self::home_lock`]. Returns the archive, or `None` when the chat had
+    /// no home (already archived, or never made).
+    pub async fn archive(&self, chat_id: &str) -> Result<Option<PathBuf>, WorkspaceError> {
+        if let Ok(mut cache) = self.provisioned.lock() {
+            cache.remove(chat_id);
+        }
+        if let Some(helper) = &self.helper {
+            let id = chat_id.to_owned();
+            return helper
+                .call(move |client| client.archive(&id))
+                .await
+                .map_err(helper_err);
+        }
+        let Some(archive_dir) = self.archive_dir.clone() else {
+            return Err(WorkspaceError::Archive(
+                "no archive directory is configured".into(),
+            ));
+        };
+        let this = self.clone();
+        let chat_id = chat_id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let Some(home) = this.find_local_home(&chat_id)? else {
+                return Ok(None);
+            };
+            std::fs::create_dir_all(&archive_dir).map_err(io_err(&archive_dir))?;
+            let name = home
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let report = picortex_sandbox::archive::archive_home(&home, &archive_dir, &name)
+                .map_err(archive_err)?;
+            std::fs::remove_dir_all(&home).map_err(io_err(&home))?;
+            Ok(Some(report.archive))
+        })
+        .await
+        .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?
+    }
+
+    /// Restores the chat from whichever of its names has its archive, if any.
+    fn restore_any_local(&self, chat_id: &str) -> Result<Option<PathBuf>, WorkspaceError> {
+        if self.archive_dir.is_none() {
+            return Ok(None);
+        }
+        let base = chat_dir_name(chat_id);
+        for n in 0..100u32 {
+            let name = if n == 0 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            };
+            let home = self.root.join(&name);
+            if home.symlink_metadata().is_ok() {
+                continue;
+            }
+            if self.restore_local(chat_id, &name, &home)? {
+                return Ok(Some(home));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The chat's existing home (by its marker), without making one.
+    fn find_local_home(&self, chat_id: &str) -> Result<Option<PathBuf>, WorkspaceError> {
+        let base = chat_dir_name(chat_id);
+        for n in 0..100u32 {
+            let home = self.root.join(if n == 0 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            });
+            let marker = home.join(".picortex").join("chat_id");
+            match std::fs::read_to_string(&marker) {
+                Ok(owner) if owner == chat_id => return Ok(Some(home)),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&marker)(e)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Restores the chat from `<archive dir>/<name>.tar.zst` into `home` when that archive is
+    /// the chat's (its marker says so); the archive is removed only once the home is complete.
+    fn restore_local(
+        &self,
+        chat_id: &str,
+        name: &str,
+        home: &Path,
+    ) -> Result<bool, WorkspaceError> {
+        let Some(archive_dir) = &self.archive_dir else {
+            return Ok(false);
+        };
+        let archive = picortex_sandbox::archive::archive_path(archive_dir, name);
+        if archive.symlink_metadata().is_err() {
+            return Ok(false);
+        }
+        match picortex_sandbox::archive::read_marker(&archive).map_err(archive_err)? {
+            Some(owner) if owner == chat_id => {}
+            _ => return Ok(false),
+        }
+        picortex_sandbox::archive::restore_home(&archive, home, None).map_err(archive_err)?;
+        std::fs::remove_file(&archive).map_err(io_err(&archive))?;
+        Ok(true)
     }
 
     /// Homes made the way `isolation` says: by the sandbox helper when there is one.
@@ -111,6 +266,8 @@ impl Workspaces {
     /// The chat's home, made if it does not exist yet: by the sandbox helper (the chat's user,
     /// group, 0700 home and seeded repository) or by the daemon itself.
     pub async fn ensure_home(&self, chat_id: &str) -> Result<PathBuf, WorkspaceError> {
+        let lock = self.home_lock(chat_id);
+        let _held = lock.lock().await;
         let Some(helper) = &self.helper else {
             let this = self.clone();
             let chat_id = chat_id.to_owned();
@@ -125,7 +282,7 @@ impl Workspaces {
         let provisioned = helper
             .call(move |client| client.provision(&id, seed_files()))
             .await
-            .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?;
+            .map_err(helper_err)?;
         if let Ok(mut cache) = self.provisioned.lock() {
             cache.insert(chat_id.to_owned(), provisioned.home.clone());
         }
@@ -245,6 +402,10 @@ impl Workspaces {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     if home.exists() && home.join(".picortex").exists() {
                         continue; // Someone else's half-made home: do not adopt it.
+                    }
+                    // An archived chat comes back under its old name, whatever the suffix.
+                    if let Some(restored) = self.restore_any_local(chat_id)? {
+                        return Ok(restored);
                     }
                     std::fs::create_dir_all(home.join(".picortex").join("turns"))
                         .map_err(io_err(&home))?;
@@ -517,5 +678,39 @@ mod tests {
             second,
             root.path().join(format!("{}-1", chat_dir_name("chat-a")))
         );
+    }
+
+    #[tokio::test]
+    async fn without_the_helper_a_home_is_archived_and_restored_and_damage_is_reported() {
+        let root = tempfile::tempdir().unwrap();
+        let archives = root.path().join("archive");
+        let ws = Workspaces::new(root.path().join("chats")).with_archive_dir(&archives);
+        let home = ws.ensure_home("chat-z").await.unwrap();
+        std::fs::write(home.join("notes.txt"), "kept\n").unwrap();
+
+        let archive = ws.archive("chat-z").await.unwrap().unwrap();
+        assert!(!home.exists());
+        assert_eq!(
+            ws.archive("chat-z").await.unwrap(),
+            None,
+            "nothing left to archive"
+        );
+        assert_eq!(ws.ensure_home("chat-z").await.unwrap(), home);
+        assert_eq!(
+            std::fs::read_to_string(home.join("notes.txt")).unwrap(),
+            "kept\n"
+        );
+        assert!(!archive.exists(), "the archive goes once the home is back");
+
+        let archive = ws.archive("chat-z").await.unwrap().unwrap();
+        let bytes = std::fs::read(&archive).unwrap();
+        std::fs::write(&archive, &bytes[..bytes.len() / 2]).unwrap();
+        let error = ws.ensure_home("chat-z").await.unwrap_err();
+        assert!(
+            matches!(error, WorkspaceError::ArchiveDamaged(_)),
+            "{error}"
+        );
+        assert!(!home.exists(), "no empty home instead");
+        assert_eq!(std::fs::read(&archive).unwrap().len(), bytes.len() / 2);
     }
 }

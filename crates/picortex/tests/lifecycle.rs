@@ -150,3 +150,113 @@ async fn the_owner_hibernates_a_chat_by_hand() {
     assert_eq!(state(&stack, &chat).await, "active");
     println!("PASS: /picortex hibernate puts the chat to sleep; the next message wakes it");
 }
+
+#[tokio::test]
+async fn an_idle_chat_is_archived_and_the_next_message_restores_it_with_its_files() {
+    if !have_tmux() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(root.path().to_owned());
+    let archive_dir = root.path().join("archive");
+    let stack = Stack::start_with(|c| {
+        use_command_agent(c, root.path(), &["cat"]);
+        c.lifecycle.idle_after_secs = 1;
+        c.lifecycle.archive_after_secs = 3;
+        c.lifecycle.interval_secs = 1;
+        c.lifecycle.archive_dir = Some(archive_dir.clone());
+    })
+    .await;
+    let (chat, _) = stack.sim.dm("+15551240003", "hello").await;
+    assert_eq!(replies(&stack.sim, &chat, 1).await, vec!["hello"]);
+    let home = chat_home(root.path(), &chat);
+    let notes = home.join("notes.txt");
+    std::fs::write(&notes, "kept across the archive\n").unwrap();
+    let before = std::fs::metadata(&home).unwrap();
+
+    eventually(WAIT, "the chat to be archived", || async {
+        (state(&stack, &chat).await == "archived").then_some(())
+    })
+    .await;
+    eventually(WAIT, "the home to be gone", || async {
+        (!home.exists()).then_some(())
+    })
+    .await;
+    let name = home.file_name().unwrap().to_string_lossy().into_owned();
+    let archive = archive_dir.join(format!("{name}.tar.zst"));
+    assert!(archive.exists(), "{} exists", archive.display());
+
+    let started = std::time::Instant::now();
+    stack
+        .sim
+        .text(json!({"from": "+15551240003", "chat_id": chat, "text": "back again"}))
+        .await;
+    assert_eq!(
+        replies(&stack.sim, &chat, 2).await,
+        vec!["hello", "back again"]
+    );
+    eprintln!("archived chat to reply: {:?}", started.elapsed());
+    assert_eq!(
+        std::fs::read_to_string(&notes).unwrap(),
+        "kept across the archive\n"
+    );
+    use std::os::unix::fs::MetadataExt as _;
+    let after = std::fs::metadata(&home).unwrap();
+    assert_eq!(after.mode(), before.mode());
+    let kinds = audit_kinds(&stack, &chat).await;
+    assert!(kinds.contains(&"chat.archived".to_owned()), "{kinds:?}");
+    println!("PASS: archived after being idle, restored by the next message ({kinds:?})");
+}
+
+#[tokio::test]
+async fn a_message_arriving_while_the_chat_is_archived_gets_exactly_one_reply() {
+    if !have_tmux() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(root.path().to_owned());
+    let stack = Stack::start_with(|c| {
+        use_command_agent(c, root.path(), &["cat"]);
+        c.lifecycle.idle_after_secs = 1;
+        c.lifecycle.archive_after_secs = 2;
+        c.lifecycle.interval_secs = 1;
+        c.lifecycle.archive_dir = Some(root.path().join("archive"));
+    })
+    .await;
+    let (chat, _) = stack.sim.dm("+15551240004", "hello").await;
+    assert_eq!(replies(&stack.sim, &chat, 1).await, vec!["hello"]);
+    // Big enough (incompressible) that archiving takes a while.
+    let home = chat_home(root.path(), &chat);
+    let noise: Vec<u8> = (0..48u64 << 20)
+        .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8)
+        .collect();
+    std::fs::write(home.join("noise.bin"), &noise).unwrap();
+
+    // `archived` is recorded before the home is written out: send right then.
+    eventually(WAIT, "the archive to start", || async {
+        (state(&stack, &chat).await == "archived").then_some(())
+    })
+    .await;
+    let mid_archive = home.exists();
+    stack
+        .sim
+        .text(json!({"from": "+15551240004", "chat_id": chat, "text": "mid-archive"}))
+        .await;
+    assert_eq!(
+        replies(&stack.sim, &chat, 2).await,
+        vec!["hello", "mid-archive"]
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        stack.sim.bot_messages(&chat).await.len(),
+        2,
+        "exactly one reply"
+    );
+    assert_eq!(
+        std::fs::read(home.join("noise.bin")).unwrap().len(),
+        noise.len()
+    );
+    println!(
+        "PASS: a message sent while archiving (home still there: {mid_archive}) got one reply"
+    );
+}

@@ -30,6 +30,9 @@ pub struct ServeArgs {
     /// The daemon's model gateway directory, relayed into each sandbox.
     #[arg(long)]
     pub gateway_dir: Option<PathBuf>,
+    /// Where archived chats are kept (`<name>.tar.zst`); without it archiving is refused.
+    #[arg(long)]
+    pub archive_dir: Option<PathBuf>,
     /// The sandbox's init executable (default: this binary).
     #[arg(long)]
     pub init_exe: Option<PathBuf>,
@@ -65,6 +68,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         hide: args.hide,
         gateway_dir: args.gateway_dir,
         init_exe,
+        archive_dir: args.archive_dir,
     };
     let server = crate::server::Server::bind(config).context("starting the helper")?;
     server.serve().context("serving")?;

@@ -273,6 +273,20 @@ impl HelperClient {
         }
     }
 
+    /// Archives the chat (see [`Request::Archive`]); returns the archive's path, or `None` when
+    /// the chat was not provisioned (already archived, or never made).
+    pub fn archive(&self, chat_id: &str) -> Result<Option<PathBuf>, ClientError> {
+        let request = Request::Archive {
+            chat_id: chat_id.to_owned(),
+        };
+        match self.call(&request)?.0 {
+            Outcome::Archived {
+                archive, archived, ..
+            } => Ok(archived.then_some(archive)),
+            other => Err(unexpected("archive", &other)),
+        }
+    }
+
     pub fn status(&self, chat_id: &str) -> Result<ChatStatus, ClientError> {
         let request = Request::Status {
             chat_id: chat_id.to_owned(),

@@ -1,5 +1,6 @@
 //! picortex-sandbox: everything about keeping one chat away from the others and from the host.
 //!
+//! * [`archive`]: a home to one verified `.tar.zst` and back (owners remapped to a new uid).
 //! * [`ids`]: chat directory and user names, and the validation every identifier passes before
 //!   it touches a path or a system call.
 //! * [`confine`]: Landlock confinement (used on its own without root, and as one layer of the
@@ -15,6 +16,7 @@
 //!   the helper with it).
 //! * [`probe`]: what this host's kernel offers (namespaces, Landlock ABI, seccomp, cgroups).
 
+pub mod archive;
 pub mod cli;
 pub mod client;
 pub mod confine;

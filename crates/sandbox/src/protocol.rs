@@ -111,6 +111,10 @@ pub enum Request {
     Destroy { chat_id: String },
     /// Whether the chat is provisioned and running: [`Outcome::Status`].
     Status { chat_id: String },
+    /// Stops the chat, writes its home to `<archive dir>/<name>.tar.zst` (verified), then
+    /// removes its home, user, group and cgroup: [`Outcome::Archived`]. The next `Provision`
+    /// of the chat restores it.
+    Archive { chat_id: String },
 }
 
 impl Request {
@@ -129,6 +133,7 @@ impl Request {
             Request::Stop { .. } => "stop",
             Request::Destroy { .. } => "destroy",
             Request::Status { .. } => "status",
+            Request::Archive { .. } => "archive",
         }
     }
 
@@ -145,7 +150,8 @@ impl Request {
             | Request::ConnectRunner { chat_id }
             | Request::Stop { chat_id }
             | Request::Destroy { chat_id }
-            | Request::Status { chat_id } => chat_id,
+            | Request::Status { chat_id }
+            | Request::Archive { chat_id } => chat_id,
             Request::CopyFile { from_chat, .. } => from_chat,
         }
     }
@@ -282,7 +288,8 @@ impl Request {
             Request::ConnectRunner { chat_id }
             | Request::Stop { chat_id }
             | Request::Destroy { chat_id }
-            | Request::Status { chat_id } => check_chat_id(chat_id),
+            | Request::Status { chat_id }
+            | Request::Archive { chat_id } => check_chat_id(chat_id),
         }
     }
 }
@@ -340,6 +347,13 @@ pub enum Outcome {
         /// The sandbox's init process, when running.
         init_pid: Option<i32>,
     },
+    Archived {
+        archive: PathBuf,
+        entries: u64,
+        archive_bytes: u64,
+        /// False when the chat was already archived (or never provisioned).
+        archived: bool,
+    },
 }
 
 /// The class of a failure, so the daemon can react without parsing messages.
@@ -360,6 +374,10 @@ pub enum ErrorKind {
     System,
     /// The message could not be decoded or was too large.
     Protocol,
+    /// The chat's archive is truncated or corrupt; it was left untouched and no home was made.
+    ArchiveDamaged,
+    /// The archive directory lacks space for the chat's archive; nothing was changed.
+    NoSpace,
 }
 
 /// A failure as it travels back to the daemon.

@@ -35,6 +35,7 @@ use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, soc
 use nix::sys::stat::{Mode, SFlag, fstat, mkdirat};
 use nix::unistd::{Gid, Group, Uid, UnlinkatFlags, User, fchown, setfsgid, setfsuid, unlinkat};
 
+use crate::archive::{self, ArchiveError};
 use crate::ids;
 use crate::protocol::{ErrorKind, HelperError, SeedFile, validate_relative_path};
 
@@ -74,6 +75,8 @@ pub struct Provisioner {
     accounts: Mutex<()>,
     /// One lock per chat base name: colliding chat ids share the suffix search.
     chats: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Where archived homes are kept ([`crate::archive`]); provisioning restores from there.
+    archive_dir: Option<PathBuf>,
 }
 
 impl Provisioner {
@@ -82,7 +85,94 @@ impl Provisioner {
             root: root.into(),
             accounts: Mutex::new(()),
             chats: Mutex::new(HashMap::new()),
+            archive_dir: None,
         }
+    }
+
+    /// Archives go to (and are restored from) `archive_dir`.
+    pub fn with_archive_dir(mut self, archive_dir: Option<PathBuf>) -> Self {
+        self.archive_dir = archive_dir;
+        self
+    }
+
+    /// Writes the chat's home to its verified archive, then removes the home, user and group.
+    /// The caller holds the chat's lock and has stopped its sandbox (and so its cgroup).
+    pub fn archive(&self, chat: &ChatUser) -> Result<archive::ArchiveReport, HelperError> {
+        let dir = self.archive_dir.as_deref().ok_or_else(|| {
+            HelperError::new(
+                ErrorKind::InvalidArgument,
+                "the helper has no --archive-dir",
+            )
+        })?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io_error(dir, e))?;
+        let report = archive::archive_home(&chat.home, dir, &chat.name).map_err(archive_error)?;
+        self.destroy(chat)?;
+        Ok(report)
+    }
+
+    /// Brings an archived chat back under `name`/`home` (both free): a new user (perhaps with a
+    /// new uid; the old owner's files are handed to it, others keep theirs), the home restored
+    /// and verified, and only then the archive removed. `None` when the chat has no archive.
+    fn restore(
+        &self,
+        chat_id: &str,
+        name: &str,
+        home: &Path,
+    ) -> Result<Option<ChatUser>, HelperError> {
+        let Some(dir) = self.archive_dir.as_deref() else {
+            return Ok(None);
+        };
+        let path = archive::archive_path(dir, name);
+        if path.symlink_metadata().is_err() {
+            return Ok(None);
+        }
+        match archive::read_marker(&path).map_err(archive_error)? {
+            Some(owner) if owner == chat_id => {}
+            // A colliding chat's archive under this name: not ours.
+            _ => return Ok(None),
+        }
+        let mut undo = Rollback::new(name, home);
+        let (uid, gid) = {
+            let _accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+            if lookup_user(name)?.is_some() || Group::from_name(name).ok().flatten().is_some() {
+                remove_account(name)?;
+            }
+            undo.account = true;
+            run_admin(
+                "useradd",
+                &[
+                    OsStr::new("--no-create-home"),
+                    OsStr::new("--no-log-init"),
+                    OsStr::new("--user-group"),
+                    OsStr::new("--home-dir"),
+                    home.as_os_str(),
+                    OsStr::new("--shell"),
+                    OsStr::new(NO_LOGIN_SHELL),
+                    OsStr::new("--comment"),
+                    OsStr::new("picortex chat"),
+                    OsStr::new("--"),
+                    OsStr::new(name),
+                ],
+            )?;
+            lookup_user(name)?.ok_or_else(|| {
+                HelperError::system(format!("useradd succeeded but {name} does not exist"))
+            })?
+        };
+        // restore_home never leaves a partial home behind, so only the account needs undoing.
+        archive::restore_home(&path, home, Some(archive::Reown { uid, gid }))
+            .map_err(archive_error)?;
+        undo.disarm();
+        std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+        Ok(Some(ChatUser {
+            name: name.to_owned(),
+            uid,
+            gid,
+            home: home.to_owned(),
+        }))
     }
 
     pub fn root(&self) -> &Path {
@@ -179,6 +269,18 @@ impl Provisioner {
                 free: Some((name, home)),
                 ..
             } => {
+                // An archived chat comes back under the name its archive carries; any suffix
+                // may hold it, so every one is looked at before a new home is made.
+                for n in 0..=ids::MAX_SUFFIX {
+                    let candidate = ids::chat_name_with_suffix(chat_id, n);
+                    let candidate_home = self.root.join(&candidate);
+                    if candidate_home.symlink_metadata().is_ok() {
+                        continue;
+                    }
+                    if let Some(chat) = self.restore(chat_id, &candidate, &candidate_home)? {
+                        return Ok((chat, false));
+                    }
+                }
                 let chat = self.create(chat_id, &name, &home, seed_files)?;
                 Ok((chat, true))
             }
@@ -500,6 +602,16 @@ fn run_admin(tool: &str, args: &[&OsStr]) -> Result<(), HelperError> {
 
 fn check_chat_id(chat_id: &str) -> Result<(), HelperError> {
     ids::validate_chat_id(chat_id).map_err(|e| HelperError::invalid(e.to_string()))
+}
+
+fn archive_error(e: ArchiveError) -> HelperError {
+    let kind = match &e {
+        ArchiveError::Damaged { .. } => ErrorKind::ArchiveDamaged,
+        ArchiveError::NoSpace { .. } => ErrorKind::NoSpace,
+        ArchiveError::Conflict(_) => ErrorKind::AlreadyExists,
+        ArchiveError::Io { .. } => ErrorKind::System,
+    };
+    HelperError::new(kind, e.to_string())
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> HelperError {

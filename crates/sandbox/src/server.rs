@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub gateway_dir: Option<PathBuf>,
     /// The executable the sandbox runs as its init (this binary).
     pub init_exe: PathBuf,
+    /// Where archived chats are kept; `None` refuses archiving (restoring needs it too).
+    pub archive_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,7 +216,8 @@ impl Server {
         )?;
         listen(&listener, Backlog::new(64).map_err(sys("listening on"))?)
             .map_err(sys("listening on"))?;
-        let provisioner = Provisioner::new(&config.workspace_root);
+        let provisioner =
+            Provisioner::new(&config.workspace_root).with_archive_dir(config.archive_dir.clone());
         Ok(Self {
             listener,
             state: Arc::new(State {
@@ -523,6 +526,33 @@ impl State {
                 sandbox::stop(&chat)?;
                 self.provisioner.destroy(&chat)?;
                 Ok((Outcome::Destroyed { existed: true }, None))
+            }
+            Request::Archive { chat_id } => {
+                let lock = self.provisioner.chat_lock(chat_id);
+                let _held = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                let Some(chat) = self.provisioner.find(chat_id)? else {
+                    return Ok((
+                        Outcome::Archived {
+                            archive: PathBuf::new(),
+                            entries: 0,
+                            archive_bytes: 0,
+                            archived: false,
+                        },
+                        None,
+                    ));
+                };
+                *name = Some(chat.name.clone());
+                sandbox::stop(&chat)?;
+                let report = self.provisioner.archive(&chat)?;
+                Ok((
+                    Outcome::Archived {
+                        archive: report.archive,
+                        entries: report.entries,
+                        archive_bytes: report.archive_bytes,
+                        archived: true,
+                    },
+                    None,
+                ))
             }
             Request::Status { chat_id } => {
                 let lock = self.provisioner.chat_lock(chat_id);

@@ -126,9 +126,12 @@ fn record_inbound(
     request_id: &str,
     now: i64,
 ) -> StoreResult<IngestOutcome> {
-    // A message to a hibernated chat wakes it (its runner starts with the next turn).
+    // A message to a hibernated or archived chat wakes it (its turn restores the home and
+    // starts the runner again).
     let woken = conn
-        .prepare_cached("UPDATE chats SET state = 'active' WHERE id = ?1 AND state = 'hibernated'")?
+        .prepare_cached(
+            "UPDATE chats SET state = 'active' WHERE id = ?1 AND state IN ('hibernated', 'archived')",
+        )?
         .execute([&m.chat_id])?;
     if woken > 0 {
         super::audit(

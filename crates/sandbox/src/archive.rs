@@ -1,0 +1,569 @@
+//! Archiving a chat's home into one `<name>.tar.zst` file and restoring it, used by the helper
+//! (as root, owners preserved and remapped) and by the unprivileged daemon (its own files).
+//!
+//! The archive holds one top directory, `home/`, standing for the home itself, so the home's own
+//! mode, owner and mtime travel with it. Entries keep modes, numeric owners and owner names,
+//! mtimes, symlinks (stored as links, never followed) and hard links (the second and later names
+//! of an inode are stored as links to the first), so git objects and agent session files come
+//! back byte for byte.
+//!
+//! Writing goes through a temporary file in the archive directory that is fsynced, re-read and
+//! decompressed in full (its entries counted against what was written) and only then renamed
+//! into place; a crash leaves at worst a stray `.partial` file, never a half archive under the
+//! final name. Restoring first verifies the whole archive, then unpacks into a staging directory
+//! beside the home and renames it into place, so a damaged archive never yields a partial home
+//! and the archive itself is never touched here (the caller removes it once the home is in use).
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::unistd::{Gid, Group, Uid, User};
+
+/// The file name suffix of archives.
+pub const ARCHIVE_SUFFIX: &str = ".tar.zst";
+/// The name of the top directory inside every archive.
+const TOP: &str = "home";
+/// zstd level: fast enough for a 50 MB home well under a second, still a good ratio.
+const ZSTD_LEVEL: i32 = 3;
+/// Headroom demanded beyond the estimated archive size (metadata, filesystem reserve).
+const SPACE_MARGIN_BYTES: u64 = 16 << 20;
+/// The most bytes of a chat id marker read from an archive.
+const MAX_MARKER_BYTES: u64 = 1024;
+
+/// Why archiving or restoring failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The archive directory's filesystem has too little free space for the estimate.
+    #[error("not enough space in {dir}: need about {needed} bytes, {available} available")]
+    NoSpace {
+        dir: PathBuf,
+        needed: u64,
+        available: u64,
+    },
+    /// The archive is truncated, corrupt, or does not hold a home.
+    #[error("archive {path} is damaged: {reason}")]
+    Damaged { path: PathBuf, reason: String },
+    /// The home (or archive) that should be there is not, or is there when it should not be.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ArchiveError + 'a {
+    move |source| ArchiveError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What an archiving or a restore did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveReport {
+    pub archive: PathBuf,
+    /// Entries in the archive (the top directory included).
+    pub entries: u64,
+    /// Bytes of regular files in the home.
+    pub content_bytes: u64,
+    /// Size of the compressed archive.
+    pub archive_bytes: u64,
+    pub elapsed: Duration,
+}
+
+/// The archive path for a home directory named `name` in `archive_dir`.
+pub fn archive_path(archive_dir: &Path, name: &str) -> PathBuf {
+    archive_dir.join(format!("{name}{ARCHIVE_SUFFIX}"))
+}
+
+/// One thing found while walking a home, in archive order.
+struct Walked {
+    path: PathBuf,
+    relative: PathBuf,
+    meta: fs::Metadata,
+}
+
+/// Lists `home` depth first (directories before their contents, names sorted), never following
+/// symlinks and never leaving the home's filesystem.
+fn walk(home: &Path) -> Result<Vec<Walked>, ArchiveError> {
+    let root_meta = fs::symlink_metadata(home).map_err(io_err("reading", home))?;
+    if !root_meta.is_dir() {
+        return Err(ArchiveError::Conflict(format!(
+            "{} is not a directory",
+            home.display()
+        )));
+    }
+    let device = root_meta.dev();
+    let mut out = vec![Walked {
+        path: home.to_path_buf(),
+        relative: PathBuf::from(TOP),
+        meta: root_meta,
+    }];
+    let mut index = 0;
+    while index < out.len() {
+        if out[index].meta.is_dir() && out[index].meta.dev() == device {
+            let dir = out[index].path.clone();
+            let relative = out[index].relative.clone();
+            let mut names = Vec::new();
+            for entry in fs::read_dir(&dir).map_err(io_err("listing", &dir))? {
+                names.push(entry.map_err(io_err("listing", &dir))?.file_name());
+            }
+            names.sort();
+            let mut children = Vec::with_capacity(names.len());
+            for name in names {
+                let path = dir.join(&name);
+                let meta = fs::symlink_metadata(&path).map_err(io_err("reading", &path))?;
+                let kind = meta.file_type();
+                if !(kind.is_file() || kind.is_dir() || kind.is_symlink()) {
+                    // Sockets, fifos and devices (a tmux socket, say) are runtime state.
+                    continue;
+                }
+                children.push(Walked {
+                    path,
+                    relative: relative.join(&name),
+                    meta,
+                });
+            }
+            // Children go right after their directory so the order stays depth first.
+            out.splice(index + 1..index + 1, children);
+        }
+        index += 1;
+    }
+    Ok(out)
+}
+
+/// The estimated archive size: content plus a header block per entry; compression is not
+/// counted on, so the check errs towards refusing.
+fn estimate(entries: &[Walked]) -> u64 {
+    entries
+        .iter()
+        .map(|entry| {
+            1024 + if entry.meta.is_file() {
+                entry.meta.len()
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
+fn available_bytes(dir: &Path) -> Result<u64, ArchiveError> {
+    let stat = nix::sys::statvfs::statvfs(dir).map_err(|errno| ArchiveError::Io {
+        what: "statvfs",
+        path: dir.to_path_buf(),
+        source: io::Error::from(errno),
+    })?;
+    Ok(stat.blocks_available().saturating_mul(stat.fragment_size()))
+}
+
+/// Names for uids and gids, looked up once each.
+#[derive(Default)]
+struct Names {
+    users: HashMap<u32, Option<String>>,
+    groups: HashMap<u32, Option<String>>,
+}
+
+impl Names {
+    fn user(&mut self, uid: u32) -> Option<String> {
+        self.users
+            .entry(uid)
+            .or_insert_with(|| {
+                User::from_uid(Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .map(|user| user.name)
+            })
+            .clone()
+    }
+
+    fn group(&mut self, gid: u32) -> Option<String> {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| {
+                Group::from_gid(Gid::from_raw(gid))
+                    .ok()
+                    .flatten()
+                    .map(|group| group.name)
+            })
+            .clone()
+    }
+}
+
+/// Archives `home` into `<archive_dir>/<name>.tar.zst` (mode 0600), verified before it gets
+/// its final name. The home is left in place; the caller removes it once this returns.
+pub fn archive_home(
+    home: &Path,
+    archive_dir: &Path,
+    name: &str,
+) -> Result<ArchiveReport, ArchiveError> {
+    let started = Instant::now();
+    let target = archive_path(archive_dir, name);
+    if fs::symlink_metadata(&target).is_ok() {
+        return Err(ArchiveError::Conflict(format!(
+            "archive {} already exists",
+            target.display()
+        )));
+    }
+    let entries = walk(home)?;
+    let needed = estimate(&entries).saturating_add(SPACE_MARGIN_BYTES);
+    let available = available_bytes(archive_dir)?;
+    if available < needed {
+        return Err(ArchiveError::NoSpace {
+            dir: archive_dir.to_path_buf(),
+            needed,
+            available,
+        });
+    }
+    let partial = archive_dir.join(format!(
+        ".{name}{ARCHIVE_SUFFIX}.{}.partial",
+        std::process::id()
+    ));
+    let result = write_and_verify(&entries, &partial).and_then(|(count, content)| {
+        fs::rename(&partial, &target).map_err(io_err("renaming into place", &target))?;
+        File::open(archive_dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io_err("syncing", archive_dir))?;
+        let archive_bytes = fs::metadata(&target)
+            .map_err(io_err("reading", &target))?
+            .len();
+        Ok(ArchiveReport {
+            archive: target.clone(),
+            entries: count,
+            content_bytes: content,
+            archive_bytes,
+            elapsed: started.elapsed(),
+        })
+    });
+    if result.is_err() {
+        // Best effort: a stray partial file is harmless, but do not leave it on purpose.
+        let _ = fs::remove_file(&partial);
+    }
+    result
+}
+
+/// Writes the archive to `partial`, fsyncs it, and re-reads it in full. Returns the entry count
+/// and the content bytes.
+fn write_and_verify(entries: &[Walked], partial: &Path) -> Result<(u64, u64), ArchiveError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(partial)
+        .map_err(io_err("creating", partial))?;
+    let encoder = zstd::stream::write::Encoder::new(BufWriter::new(file), ZSTD_LEVEL)
+        .map_err(io_err("compressing", partial))?;
+    let mut builder = tar::Builder::new(encoder);
+    builder.follow_symlinks(false);
+    let mut names = Names::default();
+    let mut first_name_of_inode: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let mut content = 0u64;
+    for entry in entries {
+        append_entry(
+            &mut builder,
+            entry,
+            &mut names,
+            &mut first_name_of_inode,
+            &mut content,
+        )?;
+    }
+    let encoder = builder.into_inner().map_err(io_err("writing", partial))?;
+    let writer = encoder.finish().map_err(io_err("compressing", partial))?;
+    let file = writer.into_inner().map_err(|e| ArchiveError::Io {
+        what: "flushing",
+        path: partial.to_path_buf(),
+        source: e.into_error(),
+    })?;
+    file.sync_all().map_err(io_err("syncing", partial))?;
+    drop(file);
+    let counted = verify_archive(partial)?;
+    let written = entries.len() as u64;
+    if counted != written {
+        return Err(ArchiveError::Damaged {
+            path: partial.to_path_buf(),
+            reason: format!("wrote {written} entries but read back {counted}"),
+        });
+    }
+    Ok((written, content))
+}
+
+fn append_entry<W: io::Write>(
+    builder: &mut tar::Builder<W>,
+    entry: &Walked,
+    names: &mut Names,
+    first_name_of_inode: &mut HashMap<(u64, u64), PathBuf>,
+    content: &mut u64,
+) -> Result<(), ArchiveError> {
+    let meta = &entry.meta;
+    let mut header = tar::Header::new_gnu();
+    header.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
+    if let Some(user) = names.user(meta.uid()) {
+        // Names longer than the field are left out; the numeric owner still travels.
+        let _ = header.set_username(&user);
+    }
+    if let Some(group) = names.group(meta.gid()) {
+        let _ = header.set_groupname(&group);
+    }
+    let file_type = meta.file_type();
+    let writing = io_err("archiving", &entry.path);
+    if file_type.is_symlink() {
+        let target = fs::read_link(&entry.path).map_err(io_err("reading link", &entry.path))?;
+        header.set_size(0);
+        builder
+            .append_link(&mut header, &entry.relative, &target)
+            .map_err(writing)
+    } else if file_type.is_dir() {
+        header.set_size(0);
+        builder
+            .append_data(&mut header, &entry.relative, io::empty())
+            .map_err(writing)
+    } else if file_type.is_file() {
+        if meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = first_name_of_inode.get(&key) {
+                header.set_entry_type(tar::EntryType::Link);
+                header.set_size(0);
+                return builder
+                    .append_link(&mut header, &entry.relative, first)
+                    .map_err(writing);
+            }
+            first_name_of_inode.insert(key, entry.relative.clone());
+        }
+        let file = File::open(&entry.path).map_err(io_err("opening", &entry.path))?;
+        // The size recorded is the size read, so a file changing underneath cannot desync
+        // the stream: it is read to the recorded length exactly.
+        let length = meta.len();
+        *content += length;
+        let mut limited = BufReader::new(file).take(length);
+        builder
+            .append_data(&mut header, &entry.relative, &mut limited)
+            .map_err(writing)
+    } else {
+        // walk() leaves out everything else.
+        Ok(())
+    }
+}
+
+/// Reads and decompresses the whole archive at `path`, checking every entry lies under the top
+/// directory. Returns the number of entries.
+pub fn verify_archive(path: &Path) -> Result<u64, ArchiveError> {
+    let damaged = |reason: String| ArchiveError::Damaged {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = File::open(path).map_err(io_err("opening", path))?;
+    let decoder = zstd::stream::read::Decoder::new(file).map_err(|e| damaged(e.to_string()))?;
+    let mut archive = tar::Archive::new(decoder);
+    let mut count = 0u64;
+    let mut sink = io::sink();
+    for entry in archive.entries().map_err(|e| damaged(e.to_string()))? {
+        let mut entry = entry.map_err(|e| damaged(e.to_string()))?;
+        let entry_path = entry
+            .path()
+            .map_err(|e| damaged(e.to_string()))?
+            .into_owned();
+        if !entry_path.starts_with(TOP) {
+            return Err(damaged(format!(
+                "entry {} outside {TOP}/",
+                entry_path.display()
+            )));
+        }
+        io::copy(&mut entry, &mut sink).map_err(|e| damaged(e.to_string()))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(damaged("no entries".to_owned()));
+    }
+    // The zstd frame must be complete: read past the tar end-of-archive blocks.
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut sink).map_err(|e| damaged(e.to_string()))?;
+    Ok(count)
+}
+
+/// The chat id recorded in the archived home's `.picortex/chat_id`, read without unpacking
+/// anything (decompression stops at that entry). `None` when the archive has no marker.
+pub fn read_marker(path: &Path) -> Result<Option<String>, ArchiveError> {
+    let damaged = |reason: String| ArchiveError::Damaged {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let marker = Path::new(TOP).join(".picortex").join("chat_id");
+    let file = File::open(path).map_err(io_err("opening", path))?;
+    let decoder = zstd::stream::read::Decoder::new(file).map_err(|e| damaged(e.to_string()))?;
+    let mut archive = tar::Archive::new(decoder);
+    for entry in archive.entries().map_err(|e| damaged(e.to_string()))? {
+        let entry = entry.map_err(|e| damaged(e.to_string()))?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        if entry.path().map_err(|e| damaged(e.to_string()))? == marker {
+            let mut text = String::new();
+            entry
+                .take(MAX_MARKER_BYTES)
+                .read_to_string(&mut text)
+                .map_err(|e| damaged(e.to_string()))?;
+            return Ok(Some(text.trim().to_owned()));
+        }
+    }
+    Ok(None)
+}
+
+/// Who owns the restored home when restoring as root: files owned by the archived home's own
+/// uid (gid) are given `uid` (`gid`), others keep theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reown {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Restores the archive at `archive` to `home` (which must not exist). With `reown`, ownership
+/// is preserved and the archived home owner's files are handed to the new ids (needs root);
+/// without it, everything belongs to the calling user. The archive is not modified.
+pub fn restore_home(
+    archive: &Path,
+    home: &Path,
+    reown: Option<Reown>,
+) -> Result<ArchiveReport, ArchiveError> {
+    let started = Instant::now();
+    if fs::symlink_metadata(home).is_ok() {
+        return Err(ArchiveError::Conflict(format!(
+            "{} already exists",
+            home.display()
+        )));
+    }
+    let entries = verify_archive(archive)?;
+    let parent = home
+        .parent()
+        .ok_or_else(|| ArchiveError::Conflict(format!("{} has no parent", home.display())))?;
+    let file_name = home
+        .file_name()
+        .ok_or_else(|| ArchiveError::Conflict(format!("{} has no name", home.display())))?;
+    let staging = parent.join(format!(
+        ".{}.restoring.{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    if fs::symlink_metadata(&staging).is_ok() {
+        fs::remove_dir_all(&staging).map_err(io_err("removing stale", &staging))?;
+    }
+    fs::create_dir(&staging).map_err(io_err("creating", &staging))?;
+    let result = unpack_into(archive, &staging, reown).and_then(|()| {
+        let unpacked = staging.join(TOP);
+        fs::rename(&unpacked, home).map_err(io_err("renaming into place", home))?;
+        File::open(parent)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io_err("syncing", parent))
+    });
+    let _ = fs::remove_dir_all(&staging);
+    result?;
+    let archive_bytes = fs::metadata(archive)
+        .map_err(io_err("reading", archive))?
+        .len();
+    Ok(ArchiveReport {
+        archive: archive.to_path_buf(),
+        entries,
+        content_bytes: 0,
+        archive_bytes,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn unpack_into(archive: &Path, staging: &Path, reown: Option<Reown>) -> Result<(), ArchiveError> {
+    let damaged = |reason: String| ArchiveError::Damaged {
+        path: archive.to_path_buf(),
+        reason,
+    };
+    let file = File::open(archive).map_err(io_err("opening", archive))?;
+    let decoder = zstd::stream::read::Decoder::new(file).map_err(|e| damaged(e.to_string()))?;
+    let mut tar = tar::Archive::new(decoder);
+    tar.set_preserve_permissions(true);
+    tar.set_preserve_mtime(true);
+    tar.set_preserve_ownerships(reown.is_some());
+    tar.set_unpack_xattrs(false);
+    tar.set_overwrite(false);
+    tar.unpack(staging)
+        .map_err(io_err("unpacking into", staging))?;
+    let top = staging.join(TOP);
+    let top_meta = fs::symlink_metadata(&top).map_err(io_err("reading", &top))?;
+    restore_directory_mtimes(archive, staging)?;
+    if let Some(reown) = reown {
+        let (old_uid, old_gid) = (top_meta.uid(), top_meta.gid());
+        if (old_uid, old_gid) != (reown.uid, reown.gid) {
+            for entry in walk(&top)? {
+                let (uid, gid) = (entry.meta.uid(), entry.meta.gid());
+                let new_uid = (uid == old_uid).then_some(reown.uid);
+                let new_gid = (gid == old_gid).then_some(reown.gid);
+                if new_uid.is_some() || new_gid.is_some() {
+                    // lchown: a symlink's own owner changes, its target is never followed.
+                    std::os::unix::fs::lchown(&entry.path, new_uid, new_gid)
+                        .map_err(io_err("re-owning", &entry.path))?;
+                    restore_mode_after_chown(&entry)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `tar` creates directories before and while it fills them, so their mtimes end up "now";
+/// set them from the archive once everything is in place (a directory's own mtime does not
+/// change when its attributes do, so the order does not matter).
+fn restore_directory_mtimes(archive: &Path, staging: &Path) -> Result<(), ArchiveError> {
+    use nix::sys::stat::{UtimensatFlags, utimensat};
+    use nix::sys::time::TimeSpec;
+    let damaged = |reason: String| ArchiveError::Damaged {
+        path: archive.to_path_buf(),
+        reason,
+    };
+    let file = File::open(archive).map_err(io_err("opening", archive))?;
+    let decoder = zstd::stream::read::Decoder::new(file).map_err(|e| damaged(e.to_string()))?;
+    let mut tar = tar::Archive::new(decoder);
+    for entry in tar.entries().map_err(|e| damaged(e.to_string()))? {
+        let entry = entry.map_err(|e| damaged(e.to_string()))?;
+        if entry.header().entry_type() != tar::EntryType::Directory {
+            continue;
+        }
+        let mtime = entry.header().mtime().map_err(|e| damaged(e.to_string()))?;
+        let relative = entry
+            .path()
+            .map_err(|e| damaged(e.to_string()))?
+            .into_owned();
+        let path = staging.join(relative);
+        let seconds = i64::try_from(mtime).unwrap_or(i64::MAX);
+        let stamp = TimeSpec::new(seconds, 0);
+        utimensat(
+            nix::fcntl::AT_FDCWD,
+            &path,
+            &stamp,
+            &stamp,
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(|errno| ArchiveError::Io {
+            what: "setting the mtime of",
+            path: path.clone(),
+            source: io::Error::from(errno),
+        })?;
+    }
+    Ok(())
+}
+
+/// chown clears set-uid/set-gid bits on regular files; put the archived mode back.
+fn restore_mode_after_chown(entry: &Walked) -> Result<(), ArchiveError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if entry.meta.is_file() && entry.meta.mode() & 0o6000 != 0 {
+        fs::set_permissions(
+            &entry.path,
+            fs::Permissions::from_mode(entry.meta.mode() & 0o7777),
+        )
+        .map_err(io_err("restoring mode of", &entry.path))?;
+    }
+    Ok(())
+}
