@@ -1,9 +1,13 @@
 //! What every benchmark binary sets the daemon up with: its JSON logs written to a file in the
-//! scratch directory (as `picortex serve` would log, but off the terminal), and two tokio
-//! runtimes, one for the daemon sized like `picortex serve` (a worker per CPU) and one for the
-//! load generator and stand-ins, so their threads can be told apart in the CPU figures.
+//! scratch directory (as `picortex serve` would log, but off the terminal), two tokio runtimes,
+//! one for the daemon sized like `picortex serve` (a worker per CPU) and one for the load
+//! generator and stand-ins, so their threads can be told apart in the CPU figures; the scratch
+//! directory it runs in, the release binaries it builds, and the tools found on `PATH` that a
+//! benchmark needs or skips a part without.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 use std::sync::Arc;
 
 /// Sends the daemon's logs (JSON, `info`) to `dir/daemon.log`.
@@ -33,4 +37,73 @@ pub fn runtimes() -> anyhow::Result<(tokio::runtime::Runtime, tokio::runtime::Ru
         .enable_all()
         .build()?;
     Ok((daemon, load))
+}
+
+/// The first `name` on `PATH` that is a file, as a shell would find it (executability is left
+/// to whoever runs it).
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|c| c.is_file())
+    })
+}
+
+/// The cargo workspace the bench crate belongs to (its parent directory).
+pub fn workspace_root() -> anyhow::Result<PathBuf> {
+    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the bench crate has no parent directory")?
+        .to_owned())
+}
+
+/// A fresh temporary directory named `prefix…` in `tmp_dir`, by default the workspace's
+/// `target/bench-tmp` (created if missing); removed when the handle drops.
+pub fn scratch_dir(
+    tmp_dir: Option<&Path>,
+    workspace: &Path,
+    prefix: &str,
+) -> anyhow::Result<tempfile::TempDir> {
+    let tmp_root = tmp_dir.map_or_else(
+        || workspace.join("target").join("bench-tmp"),
+        Path::to_owned,
+    );
+    std::fs::create_dir_all(&tmp_root)
+        .with_context(|| format!("creating {}", tmp_root.display()))?;
+    // Canonical and short: chat homes hold unix sockets, whose paths are limited to 107 bytes.
+    let tmp_root = std::fs::canonicalize(&tmp_root)?;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&tmp_root)
+        .with_context(|| format!("creating a temporary directory in {}", tmp_root.display()))
+}
+
+/// Builds each of `names` (a package and its binary of the same name) in release mode in
+/// `workspace` and returns their paths, in the same order: the binaries production runs.
+pub fn build_release<const N: usize>(
+    workspace: &Path,
+    names: [&str; N],
+) -> anyhow::Result<[PathBuf; N]> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let listed = names.join(" and ");
+    eprintln!("building {listed} (release)");
+    let mut command = std::process::Command::new(cargo);
+    command.args(["build", "--quiet", "--release"]);
+    for name in names {
+        command.args(["-p", name]);
+    }
+    for name in names {
+        command.args(["--bin", name]);
+    }
+    let status = command
+        .current_dir(workspace)
+        .status()
+        .with_context(|| format!("running cargo build for {listed}"))?;
+    anyhow::ensure!(status.success(), "building {listed} failed");
+    let release = workspace.join("target").join("release");
+    let bins = names.map(|name| release.join(name));
+    for bin in &bins {
+        anyhow::ensure!(bin.is_file(), "{} is missing", bin.display());
+    }
+    Ok(bins)
 }

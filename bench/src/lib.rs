@@ -6,18 +6,26 @@
 //!
 //! * [`webhooks`]: pre-built, pre-signed webhook deliveries (signing stays out of the timing);
 //! * [`sink`]: a stand-in for the Linq API that accepts every reply the daemon sends;
+//! * [`linq_standin`]: a Linq stand-in that hands each chat's reply to whoever waits for it,
+//!   and the driver that times a turn from the webhook's 200 to that reply;
+//! * [`chat_home`]: what a chat's home tells from outside (the runner's turn files) and its
+//!   tmux server's clean-up;
 //! * [`load`]: closed-loop (as fast as possible) and open-loop (fixed offered rate) HTTP load;
 //! * [`baseline`]: plain SQLite inserts of the same rows, one per transaction and batched;
 //! * [`stats`]: latency percentiles;
 //! * [`cpu`]: CPU time per thread group and for the whole host, to see where the time went;
 //! * [`machine`]: what the figures were measured on;
-//! * [`harness`]: the daemon's log file and the two runtimes every binary uses.
+//! * [`harness`]: the daemon's log file, the two runtimes every binary uses, tools on `PATH`;
+//! * [`sync`]: locking that survives a panicked holder.
 
 pub mod baseline;
+pub mod chat_home;
 pub mod cpu;
 pub mod harness;
+pub mod linq_standin;
 pub mod load;
 pub mod machine;
 pub mod sink;
 pub mod stats;
+pub mod sync;
 pub mod webhooks;

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::post;
+use axum::routing::{MethodRouter, post};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use tokio::net::TcpListener;
@@ -43,24 +43,19 @@ impl Sink {
         let addr = listener.local_addr()?;
         let counts = Arc::new(SinkCounts::default());
         let unexpected = counts.clone();
-        let app = Router::new()
-            .route("/v3/chats/{id}/messages", post(send_message))
-            .route("/api/partner/v3/chats/{id}/messages", post(send_message))
-            .route("/v3/chats/{id}/typing", post(no_content).delete(no_content))
-            .route(
-                "/api/partner/v3/chats/{id}/typing",
-                post(no_content).delete(no_content),
-            )
-            .route("/v3/chats/{id}/read", post(no_content))
-            .route("/api/partner/v3/chats/{id}/read", post(no_content))
-            .fallback(move || {
-                let counts = unexpected.clone();
-                async move {
-                    counts.unexpected.fetch_add(1, Ordering::Relaxed);
-                    StatusCode::NOT_FOUND
-                }
-            })
-            .with_state(counts.clone());
+        let app = linq_api_routes(
+            post(send_message),
+            post(no_content).delete(no_content),
+            post(no_content),
+        )
+        .fallback(move || {
+            let counts = unexpected.clone();
+            async move {
+                counts.unexpected.fetch_add(1, Ordering::Relaxed);
+                StatusCode::NOT_FOUND
+            }
+        })
+        .with_state(counts.clone());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 eprintln!("sink stopped: {e}");
@@ -89,6 +84,27 @@ impl Sink {
     pub fn stop(self) {
         self.task.abort();
     }
+}
+
+/// The Linq API routes a Linq stand-in answers (replies, typing indicators, read receipts),
+/// each under both `/v3/...` and the production base path `/api/partner/v3/...` so either base
+/// URL works.
+pub(crate) fn linq_api_routes<S>(
+    send: MethodRouter<S>,
+    typing: MethodRouter<S>,
+    read: MethodRouter<S>,
+) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let mut router = Router::new();
+    for base in ["", "/api/partner"] {
+        router = router
+            .route(&format!("{base}/v3/chats/{{id}}/messages"), send.clone())
+            .route(&format!("{base}/v3/chats/{{id}}/typing"), typing.clone())
+            .route(&format!("{base}/v3/chats/{{id}}/read"), read.clone());
+    }
+    router
 }
 
 async fn no_content(State(counts): State<Arc<SinkCounts>>) -> StatusCode {

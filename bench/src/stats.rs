@@ -35,6 +35,26 @@ impl Summary {
     }
 }
 
+/// Percentiles of `samples`, gathered from an iterator. `None` when there are none.
+pub fn summarize(samples: impl IntoIterator<Item = Duration>) -> Option<Summary> {
+    let mut samples: Vec<Duration> = samples.into_iter().collect();
+    Summary::of(&mut samples)
+}
+
+/// The p50, p90, p99 and max cells of a Markdown table row, in ms (`n/a` in each without
+/// samples).
+pub fn p50_p90_p99_max_cells(s: Option<Summary>) -> String {
+    s.map_or("n/a | n/a | n/a | n/a".into(), |s| {
+        format!(
+            "{} | {} | {} | {}",
+            ms(s.p50),
+            ms(s.p90),
+            ms(s.p99),
+            ms(s.max)
+        )
+    })
+}
+
 /// The nearest-rank percentile of sorted, non-empty `sorted`: the smallest sample such that at
 /// least `q` of all samples are at or below it.
 fn percentile(sorted: &[Duration], q: f64) -> Duration {

@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use clap::Parser;
 use linq::webhook::WebhookSecret;
 use picortex::config::{AgentKind, Config, LinqConfig};
@@ -141,19 +140,8 @@ fn main() -> anyhow::Result<()> {
         daemon_logs: !args.no_daemon_logs,
     };
 
-    let tmp_root = args.tmp_dir.clone().unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("target")
-            .join("bench-tmp")
-    });
-    std::fs::create_dir_all(&tmp_root)
-        .with_context(|| format!("creating {}", tmp_root.display()))?;
-    let tmp_root = std::fs::canonicalize(&tmp_root)?;
-    let tmp = tempfile::Builder::new()
-        .prefix("ingest-")
-        .tempdir_in(&tmp_root)
-        .with_context(|| format!("creating a temporary directory in {}", tmp_root.display()))?;
+    let workspace = picortex_bench::harness::workspace_root()?;
+    let tmp = picortex_bench::harness::scratch_dir(args.tmp_dir.as_deref(), &workspace, "ingest-")?;
     let machine = Machine::describe(tmp.path());
     if machine.data_fs.contains("tmpfs") {
         eprintln!(

@@ -24,30 +24,30 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use clap::Parser;
 use futures::future::BoxFuture;
 use linq::webhook::WebhookSecret;
 use picortex::agent::{Agent, AgentError, EchoAgent, TurnReply, TurnRequest};
 use picortex::config::{AgentKind, Config, LinqConfig};
 use picortex::daemon::DaemonHandle;
+use picortex_bench::chat_home::{runner_duration, stop_tmux_server};
 use picortex_bench::cpu::{Snapshot, Usage};
+use picortex_bench::harness::{self, find_on_path};
+use picortex_bench::linq_standin::{self, Exchange, LinqSeen, Texter};
 use picortex_bench::machine::Machine;
-use picortex_bench::stats::{Summary, ms};
-use picortex_bench::webhooks::{self, BOT_LINE, Chat};
-use serde_json::{Value, json};
+use picortex_bench::stats::{ms, p50_p90_p99_max_cells, summarize};
+use picortex_bench::sync::lock;
+use picortex_bench::webhooks::{BOT_LINE, Chat};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 /// The aims from issue 3.
 const AIM_OVERHEAD_P99: Duration = Duration::from_millis(20);
@@ -113,34 +113,20 @@ fn main() -> anyhow::Result<()> {
         args.chats > 0 && args.turns > 0,
         "--chats and --turns must be positive"
     );
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("the bench crate has no parent directory")?
-        .to_owned();
-    let tmp_root = args
-        .tmp_dir
-        .clone()
-        .unwrap_or_else(|| workspace.join("target").join("bench-tmp"));
-    std::fs::create_dir_all(&tmp_root)
-        .with_context(|| format!("creating {}", tmp_root.display()))?;
-    // Canonical and short: chat homes hold unix sockets, whose paths are limited to 107 bytes.
-    let tmp_root = std::fs::canonicalize(&tmp_root)?;
-    let tmp = tempfile::Builder::new()
-        .prefix("pipeline-")
-        .tempdir_in(&tmp_root)
-        .with_context(|| format!("creating a temporary directory in {}", tmp_root.display()))?;
+    let workspace = harness::workspace_root()?;
+    let tmp = harness::scratch_dir(args.tmp_dir.as_deref(), &workspace, "pipeline-")?;
     if args.keep {
         eprintln!("keeping {}", tmp.path().display());
     }
     let tmp = Scratch(Some(tmp), args.keep);
     let machine = Machine::describe(tmp.path());
     if !args.no_daemon_logs {
-        picortex_bench::harness::log_daemon_to(tmp.path())?;
+        harness::log_daemon_to(tmp.path())?;
     }
 
     // The daemon gets a runtime of its own, sized like `picortex serve`; the webhook sender,
     // the Linq stand-in and the model proxy share another.
-    let (daemon_rt, load_rt) = picortex_bench::harness::runtimes()?;
+    let (daemon_rt, load_rt) = harness::runtimes()?;
 
     let echo = run_echo_phase(&args, tmp.path(), &daemon_rt, &load_rt)?;
     let claude = if args.skip_claude {
@@ -197,7 +183,7 @@ impl Drop for Scratch {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The timed agent and the Linq stand-in
+// The timed agent
 // ---------------------------------------------------------------------------------------------
 
 /// When one turn's agent was called and when it returned.
@@ -262,137 +248,6 @@ impl Agent for Timed {
     }
 }
 
-/// A reply as the Linq stand-in saw it.
-#[derive(Debug)]
-struct Arrival {
-    at: Instant,
-    text: String,
-}
-
-/// What the Linq stand-in shares with the drivers: who waits for which chat's next reply.
-#[derive(Default)]
-struct LinqSeen {
-    waiters: Mutex<HashMap<String, oneshot::Sender<Arrival>>>,
-    /// Idempotency keys seen, with the message id first answered for each.
-    keys: Mutex<HashMap<String, String>>,
-    sends: AtomicU64,
-    /// Sends that repeated an idempotency key already answered.
-    repeated_keys: AtomicU64,
-    unclaimed: AtomicU64,
-    other_calls: AtomicU64,
-    unexpected: AtomicU64,
-}
-
-impl LinqSeen {
-    fn expect(&self, chat_id: &str) -> oneshot::Receiver<Arrival> {
-        let (tx, rx) = oneshot::channel();
-        lock(&self.waiters).insert(chat_id.to_owned(), tx);
-        rx
-    }
-}
-
-/// Starts the stand-in on `rt`: replies are answered 202 with a minimal valid
-/// `SendMessageResponse`, typing indicators and read receipts 204.
-fn start_linq(rt: &tokio::runtime::Runtime) -> anyhow::Result<(String, Arc<LinqSeen>)> {
-    let seen = Arc::new(LinqSeen::default());
-    let listener = rt.block_on(TcpListener::bind(("127.0.0.1", 0)))?;
-    let addr = listener.local_addr()?;
-    let app = Router::new()
-        .route("/v3/chats/{id}/messages", post(linq_send))
-        .route("/api/partner/v3/chats/{id}/messages", post(linq_send))
-        .route(
-            "/v3/chats/{id}/typing",
-            post(linq_no_content).delete(linq_no_content),
-        )
-        .route(
-            "/api/partner/v3/chats/{id}/typing",
-            post(linq_no_content).delete(linq_no_content),
-        )
-        .route("/v3/chats/{id}/read", post(linq_no_content))
-        .route("/api/partner/v3/chats/{id}/read", post(linq_no_content))
-        .fallback(linq_unexpected)
-        .with_state(seen.clone());
-    rt.spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("Linq stand-in stopped: {e}");
-        }
-    });
-    Ok((format!("http://{addr}"), seen))
-}
-
-async fn linq_send(
-    State(seen): State<Arc<LinqSeen>>,
-    UrlPath(chat_id): UrlPath<String>,
-    body: Bytes,
-) -> Response {
-    let at = Instant::now();
-    seen.sends.fetch_add(1, Ordering::Relaxed);
-    let body = serde_json::from_slice::<Value>(&body).unwrap_or_default();
-    let text = body["message"]["parts"][0]["value"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    // As Linq does: a repeated idempotency key is answered with the original message and sends
-    // nothing new.
-    let key = body["message"]["idempotency_key"]
-        .as_str()
-        .map(str::to_owned);
-    let fresh_id = uuid::Uuid::new_v4().to_string();
-    let (message_id, repeated) = match key {
-        Some(key) => {
-            let mut keys = lock(&seen.keys);
-            let id = keys.entry(key).or_insert_with(|| fresh_id.clone()).clone();
-            let repeated = id != fresh_id;
-            (id, repeated)
-        }
-        None => (fresh_id, false),
-    };
-    if repeated {
-        seen.repeated_keys.fetch_add(1, Ordering::Relaxed);
-    } else {
-        match lock(&seen.waiters).remove(&chat_id) {
-            Some(waiter) => {
-                let _ = waiter.send(Arrival { at, text });
-            }
-            None => {
-                seen.unclaimed.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "2026-02-05T19:52:17.041Z".to_owned());
-    (
-        StatusCode::ACCEPTED,
-        axum::Json(json!({
-            "chat_id": chat_id,
-            "message": {
-                "id": message_id,
-                "created_at": now,
-                "delivery_status": "queued",
-                "is_read": false,
-                "parts": [],
-                "sent_at": null
-            }
-        })),
-    )
-        .into_response()
-}
-
-async fn linq_no_content(State(seen): State<Arc<LinqSeen>>) -> StatusCode {
-    seen.other_calls.fetch_add(1, Ordering::Relaxed);
-    StatusCode::NO_CONTENT
-}
-
-async fn linq_unexpected(State(seen): State<Arc<LinqSeen>>) -> StatusCode {
-    seen.unexpected.fetch_add(1, Ordering::Relaxed);
-    StatusCode::NOT_FOUND
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 // ---------------------------------------------------------------------------------------------
 // One turn, driven from outside
 // ---------------------------------------------------------------------------------------------
@@ -439,32 +294,17 @@ impl Driver {
         label: &str,
         timeout: Duration,
     ) -> anyhow::Result<(TurnTimes, String)> {
-        let hook = webhooks::build(
-            &self.secret,
-            std::slice::from_ref(chat),
-            1,
-            unix_now(),
-            label,
-        )?
-        .pop()
-        .context("no webhook built")?;
-        let reply = self.seen.expect(&chat.id);
-        let resp = self
-            .client
-            .post(&self.url)
-            .headers(hook.headers)
-            .body(hook.body)
-            .send()
-            .await
-            .context("POST /api/linq/inbound")?;
-        let acked = Instant::now();
-        let status = resp.status();
-        let _ = resp.bytes().await;
-        anyhow::ensure!(status == StatusCode::OK, "webhook answered {status}");
-        let arrival = tokio::time::timeout(timeout, reply)
-            .await
-            .with_context(|| format!("no reply in chat {} within {timeout:?}", chat.id))?
-            .context("the Linq stand-in dropped the waiter")?;
+        let texter = Texter {
+            client: &self.client,
+            inbound_url: &self.url,
+            secret: &self.secret,
+            seen: &self.seen,
+        };
+        let Exchange {
+            acked,
+            reply: arrival,
+            ..
+        } = texter.exchange(chat, label, timeout).await?;
         let agent = self.agent.take(&chat.id).with_context(|| {
             format!(
                 "a reply ({:?}) arrived in chat {} but the agent was never called",
@@ -549,7 +389,7 @@ fn run_echo_phase(
     daemon_rt: &tokio::runtime::Runtime,
     load_rt: &tokio::runtime::Runtime,
 ) -> anyhow::Result<EchoFigures> {
-    let (linq_url, seen) = start_linq(load_rt)?;
+    let (linq_url, seen) = linq_standin::start(load_rt)?;
     let secret = WebhookSecret::generate();
     let mut config = base_config(tmp, "echo", &linq_url, &secret);
     if let Some(n) = args.max_concurrent {
@@ -596,11 +436,11 @@ fn run_echo_phase(
     Ok(EchoFigures {
         loads,
         chats: args.chats,
-        sends: seen.sends.load(Ordering::Relaxed),
-        repeated_keys: seen.repeated_keys.load(Ordering::Relaxed),
-        unclaimed: seen.unclaimed.load(Ordering::Relaxed),
-        other_calls: seen.other_calls.load(Ordering::Relaxed),
-        unexpected: seen.unexpected.load(Ordering::Relaxed),
+        sends: seen.sends(),
+        repeated_keys: seen.repeated_keys(),
+        unclaimed: seen.unclaimed(),
+        other_calls: seen.other_calls(),
+        unexpected: seen.unexpected(),
         max_concurrent,
     })
 }
@@ -859,25 +699,6 @@ struct ClaudeTurn {
     claude: Option<Duration>,
 }
 
-/// `duration_ms` of the newest turn file in the chat's home.
-fn runner_duration(workspace_root: &Path, chat_id: &str) -> Option<Duration> {
-    let dir = workspace_root
-        .join(picortex::workspace::chat_dir_name(chat_id))
-        .join(".picortex")
-        .join("turns");
-    let newest = std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let id: i64 = name.strip_suffix(".json")?.parse().ok()?;
-            Some((id, e.path()))
-        })
-        .max_by_key(|(id, _)| *id)?;
-    let v: Value = serde_json::from_slice(&std::fs::read(newest.1).ok()?).ok()?;
-    v["duration_ms"].as_u64().map(Duration::from_millis)
-}
-
 struct ClaudeFigures {
     first: Vec<ClaudeTurn>,
     warm: Vec<ClaudeTurn>,
@@ -910,7 +731,7 @@ fn run_claude_phase(
         mock_model::start(mock_model::Script::new().default_text(MODEL_TEXT), listener).await
     })?;
     let (proxy_url, proxy) = start_model_proxy(load_rt, model.base_url())?;
-    let (linq_url, seen) = start_linq(load_rt)?;
+    let (linq_url, seen) = linq_standin::start(load_rt)?;
     let secret = WebhookSecret::generate();
     let mut config = base_config(tmp, "claude", &linq_url, &secret);
     config.agent = AgentKind::ClaudeCode;
@@ -1007,75 +828,19 @@ impl Drop for TmuxCleanup {
             return;
         };
         for e in entries.flatten() {
-            let sock = e.path().join(".picortex").join("tmux.sock");
-            if sock.exists() {
-                let _ = std::process::Command::new("tmux")
-                    .arg("-S")
-                    .arg(&sock)
-                    .arg("kill-server")
-                    .output();
-            }
+            stop_tmux_server(&e.path());
         }
     }
 }
 
 fn build_runner(workspace: &Path) -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("building picortex-runner (release)");
-    let status = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "picortex-runner",
-            "--bin",
-            "picortex-runner",
-        ])
-        .current_dir(workspace)
-        .status()
-        .context("running cargo build for picortex-runner")?;
-    anyhow::ensure!(status.success(), "building picortex-runner failed");
-    let bin = workspace
-        .join("target")
-        .join("release")
-        .join("picortex-runner");
-    anyhow::ensure!(bin.is_file(), "{} is missing", bin.display());
-    Ok(bin)
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|c| c.is_file())
-    })
-}
-
-fn unix_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+    let [runner] = harness::build_release(workspace, ["picortex-runner"])?;
+    Ok(runner)
 }
 
 // ---------------------------------------------------------------------------------------------
 // The report
 // ---------------------------------------------------------------------------------------------
-
-fn summary(samples: impl Iterator<Item = Duration>) -> Option<Summary> {
-    let mut v: Vec<Duration> = samples.collect();
-    Summary::of(&mut v)
-}
-
-fn row4(s: Option<Summary>) -> String {
-    s.map_or("n/a | n/a | n/a | n/a".into(), |s| {
-        format!(
-            "{} | {} | {} | {}",
-            ms(s.p50),
-            ms(s.p90),
-            ms(s.p99),
-            ms(s.max)
-        )
-    })
-}
 
 /// Threads of this binary that are not the daemon: the load generator's runtime (which also
 /// serves the Linq stand-in and the model proxy) and the main thread.
@@ -1111,15 +876,15 @@ fn print_report(args: &Args, m: &Machine, echo: &EchoFigures, claude: &ClaudeOut
     println!("|---|---|---|---|---|---|---|");
     let mut aim_total = None;
     for load in &echo.loads {
-        let inbound = summary(load.turns.iter().map(|t| t.inbound().unwrap_or_default()));
-        let outbound = summary(load.turns.iter().map(TurnTimes::outbound));
-        let total = summary(
+        let inbound = summarize(load.turns.iter().map(|t| t.inbound().unwrap_or_default()));
+        let outbound = summarize(load.turns.iter().map(TurnTimes::outbound));
+        let total = summarize(
             load.turns
                 .iter()
                 .map(|t| t.inbound().unwrap_or_default() + t.outbound()),
         );
-        let agent = summary(load.turns.iter().map(TurnTimes::agent_time));
-        let wall = summary(load.turns.iter().map(TurnTimes::wall));
+        let agent = summarize(load.turns.iter().map(TurnTimes::agent_time));
+        let wall = summarize(load.turns.iter().map(TurnTimes::wall));
         if aim_total.is_none() {
             aim_total = Some((load.name, total, load.mismatched));
         }
@@ -1145,7 +910,10 @@ fn print_report(args: &Args, m: &Machine, echo: &EchoFigures, claude: &ClaudeOut
             ("echo agent itself", agent),
             ("webhook 200 → reply at Linq", wall),
         ] {
-            println!("| {what} | {label} | {rate} | {} |", row4(s));
+            println!(
+                "| {what} | {label} | {rate} | {} |",
+                p50_p90_p99_max_cells(s)
+            );
         }
     }
     println!();
@@ -1277,58 +1045,61 @@ fn print_claude(c: &ClaudeFigures) {
     println!("| ms | p50 | p90 | p99 | max |");
     println!("|---|---|---|---|---|");
     for (name, turns) in [("first turn", &c.first), ("warm turn", &c.warm)] {
-        let wall = summary(turns.iter().map(|t| t.times.wall()));
-        let model = summary(turns.iter().map(|t| t.model));
-        let added = summary(turns.iter().map(|t| t.times.wall().saturating_sub(t.model)));
-        let inbound = summary(turns.iter().map(|t| t.times.inbound().unwrap_or_default()));
-        let agent_minus_model = summary(
+        let wall = summarize(turns.iter().map(|t| t.times.wall()));
+        let model = summarize(turns.iter().map(|t| t.model));
+        let added = summarize(turns.iter().map(|t| t.times.wall().saturating_sub(t.model)));
+        let inbound = summarize(turns.iter().map(|t| t.times.inbound().unwrap_or_default()));
+        let agent_minus_model = summarize(
             turns
                 .iter()
                 .map(|t| t.times.agent_time().saturating_sub(t.model)),
         );
-        let outbound = summary(turns.iter().map(|t| t.times.outbound()));
-        let claude_cli = summary(
+        let outbound = summarize(turns.iter().map(|t| t.times.outbound()));
+        let claude_cli = summarize(
             turns
                 .iter()
                 .filter_map(|t| t.claude.map(|c| c.saturating_sub(t.model))),
         );
-        let runner = summary(
+        let runner = summarize(
             turns
                 .iter()
                 .filter_map(|t| t.claude.map(|c| t.times.agent_time().saturating_sub(c))),
         );
         println!(
             "| **{name}: webhook 200 → reply at Linq** | {} |",
-            row4(wall)
+            p50_p90_p99_max_cells(wall)
         );
-        println!("| {name}: the model's own time | {} |", row4(model));
+        println!(
+            "| {name}: the model's own time | {} |",
+            p50_p90_p99_max_cells(model)
+        );
         println!(
             "| **{name}: added over the model (wall − model)** | {} |",
-            row4(added)
+            p50_p90_p99_max_cells(added)
         );
         println!(
             "| {name}: daemon in (200 → agent called) | {} |",
-            row4(inbound)
+            p50_p90_p99_max_cells(inbound)
         );
         println!(
             "| {name}: runner + tmux + claude (agent time − model) | {} |",
-            row4(agent_minus_model)
+            p50_p90_p99_max_cells(agent_minus_model)
         );
         println!(
             "| {name}: … of which `claude` itself (runner's `duration_ms` − model) | {} |",
-            row4(claude_cli)
+            p50_p90_p99_max_cells(claude_cli)
         );
         println!(
             "| {name}: … of which the runner and its hand-over (agent time − `duration_ms`) | {} |",
-            row4(runner)
+            p50_p90_p99_max_cells(runner)
         );
         println!(
             "| {name}: daemon out (agent returned → reply at Linq) | {} |",
-            row4(outbound)
+            p50_p90_p99_max_cells(outbound)
         );
     }
     println!();
-    let warm_added = summary(
+    let warm_added = summarize(
         c.warm
             .iter()
             .map(|t| t.times.wall().saturating_sub(t.model)),

@@ -31,30 +31,26 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use clap::Parser;
 use linq::webhook::WebhookSecret;
 use picortex::config::{AgentKind, Config, IsolationMode, LinqConfig};
 use picortex::isolation::Isolation;
 use picortex::workspace::{RunnerLaunch, Workspaces};
+use picortex_bench::chat_home::{runner_duration, stop_tmux_server};
 use picortex_bench::cpu::{Snapshot, Usage};
+use picortex_bench::harness::{self, find_on_path};
+use picortex_bench::linq_standin::{self, LinqSeen, Texter};
 use picortex_bench::machine::Machine;
-use picortex_bench::stats::{Summary, ms};
-use picortex_bench::webhooks::{self, BOT_LINE, Chat};
-use serde_json::{Value, json};
+use picortex_bench::stats::{Summary, ms, p50_p90_p99_max_cells, summarize};
+use picortex_bench::sync::lock;
+use picortex_bench::webhooks::{BOT_LINE, Chat};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 /// The aims from issue 4.
 const AIM_PROVISION_P99: Duration = Duration::from_millis(300);
@@ -139,31 +135,17 @@ fn main() -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("the bench crate has no parent directory")?
-        .to_owned();
+    let workspace = harness::workspace_root()?;
     let bins = build_binaries(&workspace)?;
-    let tmp_root = args
-        .tmp_dir
-        .clone()
-        .unwrap_or_else(|| workspace.join("target").join("bench-tmp"));
-    std::fs::create_dir_all(&tmp_root)
-        .with_context(|| format!("creating {}", tmp_root.display()))?;
-    // Canonical and short: homes hold unix sockets, whose paths are limited to 107 bytes.
-    let tmp_root = std::fs::canonicalize(&tmp_root)?;
-    let tmp = tempfile::Builder::new()
-        .prefix("sandbox-")
-        .tempdir_in(&tmp_root)
-        .with_context(|| format!("creating a temporary directory in {}", tmp_root.display()))?;
+    let tmp = harness::scratch_dir(args.tmp_dir.as_deref(), &workspace, "sandbox-")?;
     // Chat users must be able to walk through it to their homes (nothing in it is listable).
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711))?;
     let tmp_path = tmp.path().to_owned();
     // Dropped before the directory (declared after it): every chat goes, even after an error.
     let cleanup = Cleanup::default();
     let machine = Machine::describe(&tmp_path);
-    picortex_bench::harness::log_daemon_to(&tmp_path)?;
-    let (daemon_rt, load_rt) = picortex_bench::harness::runtimes()?;
+    harness::log_daemon_to(&tmp_path)?;
+    let (daemon_rt, load_rt) = harness::runtimes()?;
 
     let provisioning = run_provisioning(&args, &bins, &tmp_path, &daemon_rt, &cleanup)?;
     let claude = if args.skip_claude {
@@ -187,38 +169,9 @@ fn main() -> anyhow::Result<()> {
 
 /// Builds the helper and the runner (release), the binaries production runs.
 fn build_binaries(workspace: &Path) -> anyhow::Result<Binaries> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("building picortex-sandbox and picortex-runner (release)");
-    let status = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "picortex-sandbox",
-            "-p",
-            "picortex-runner",
-            "--bin",
-            "picortex-sandbox",
-            "--bin",
-            "picortex-runner",
-        ])
-        .current_dir(workspace)
-        .status()
-        .context("running cargo build")?;
-    anyhow::ensure!(
-        status.success(),
-        "building the helper and the runner failed"
-    );
-    let release = workspace.join("target").join("release");
-    let bins = Binaries {
-        helper: release.join("picortex-sandbox"),
-        runner: release.join("picortex-runner"),
-    };
-    for bin in [&bins.helper, &bins.runner] {
-        anyhow::ensure!(bin.is_file(), "{} is missing", bin.display());
-    }
-    Ok(bins)
+    let [helper, runner] =
+        harness::build_release(workspace, ["picortex-sandbox", "picortex-runner"])?;
+    Ok(Binaries { helper, runner })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -265,14 +218,7 @@ fn remove_chats(root: &Path) {
             }
             continue;
         }
-        let sock = e.path().join(".picortex/tmux.sock");
-        if sock.exists() {
-            let _ = std::process::Command::new("tmux")
-                .arg("-S")
-                .arg(&sock)
-                .arg("kill-server")
-                .output();
-        }
+        stop_tmux_server(&e.path());
     }
 }
 
@@ -643,14 +589,7 @@ fn stop_chats(mode: Mode, root: &Path, ids: &[String]) {
                 }
             }
             Mode::Landlock => {
-                let sock = root
-                    .join(picortex::workspace::chat_dir_name(id))
-                    .join(".picortex/tmux.sock");
-                let _ = std::process::Command::new("tmux")
-                    .arg("-S")
-                    .arg(&sock)
-                    .arg("kill-server")
-                    .output();
+                stop_tmux_server(&root.join(picortex::workspace::chat_dir_name(id)));
             }
         }
     }
@@ -768,121 +707,6 @@ struct TurnTimes {
     model_requests: Vec<(u64, String)>,
 }
 
-/// `duration_ms` of the newest turn file in the chat's home.
-fn runner_duration(workspace_root: &Path, chat_id: &str) -> Option<Duration> {
-    let dir = workspace_root
-        .join(picortex::workspace::chat_dir_name(chat_id))
-        .join(".picortex")
-        .join("turns");
-    let newest = std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let id: i64 = name.strip_suffix(".json")?.parse().ok()?;
-            Some((id, e.path()))
-        })
-        .max_by_key(|(id, _)| *id)?;
-    let v: Value = serde_json::from_slice(&std::fs::read(newest.1).ok()?).ok()?;
-    v["duration_ms"].as_u64().map(Duration::from_millis)
-}
-
-/// A reply as the Linq stand-in saw it.
-struct Arrival {
-    at: Instant,
-    text: String,
-}
-
-/// Who waits for which chat's next reply, and what else the stand-in was asked.
-#[derive(Default)]
-struct LinqSeen {
-    waiters: Mutex<HashMap<String, oneshot::Sender<Arrival>>>,
-    keys: Mutex<HashMap<String, String>>,
-    unexpected: AtomicU64,
-}
-
-fn start_linq(rt: &tokio::runtime::Runtime) -> anyhow::Result<(String, Arc<LinqSeen>)> {
-    let seen = Arc::new(LinqSeen::default());
-    let listener = rt.block_on(TcpListener::bind(("127.0.0.1", 0)))?;
-    let addr = listener.local_addr()?;
-    let app = Router::new()
-        .route("/v3/chats/{id}/messages", post(linq_send))
-        .route(
-            "/v3/chats/{id}/typing",
-            post(linq_no_content).delete(linq_no_content),
-        )
-        .route("/v3/chats/{id}/read", post(linq_no_content))
-        .fallback(linq_unexpected)
-        .with_state(seen.clone());
-    rt.spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("Linq stand-in stopped: {e}");
-        }
-    });
-    Ok((format!("http://{addr}"), seen))
-}
-
-async fn linq_send(
-    State(seen): State<Arc<LinqSeen>>,
-    UrlPath(chat_id): UrlPath<String>,
-    body: Bytes,
-) -> Response {
-    let at = Instant::now();
-    let body = serde_json::from_slice::<Value>(&body).unwrap_or_default();
-    let text = body["message"]["parts"][0]["value"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    // As Linq does: a repeated idempotency key gets the original message and sends nothing.
-    let fresh_id = uuid::Uuid::new_v4().to_string();
-    let (message_id, repeated) = match body["message"]["idempotency_key"].as_str() {
-        Some(key) => {
-            let mut keys = lock(&seen.keys);
-            let id = keys
-                .entry(key.to_owned())
-                .or_insert_with(|| fresh_id.clone())
-                .clone();
-            let repeated = id != fresh_id;
-            (id, repeated)
-        }
-        None => (fresh_id, false),
-    };
-    if !repeated && let Some(waiter) = lock(&seen.waiters).remove(&chat_id) {
-        let _ = waiter.send(Arrival { at, text });
-    }
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "2026-02-05T19:52:17.041Z".to_owned());
-    (
-        StatusCode::ACCEPTED,
-        axum::Json(json!({
-            "chat_id": chat_id,
-            "message": {
-                "id": message_id,
-                "created_at": now,
-                "delivery_status": "queued",
-                "is_read": false,
-                "parts": [],
-                "sent_at": null
-            }
-        })),
-    )
-        .into_response()
-}
-
-async fn linq_no_content() -> StatusCode {
-    StatusCode::NO_CONTENT
-}
-
-async fn linq_unexpected(State(seen): State<Arc<LinqSeen>>) -> StatusCode {
-    seen.unexpected.fetch_add(1, Ordering::Relaxed);
-    StatusCode::NOT_FOUND
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Texts `chat` at the daemon behind `inbound_url` and waits for the reply at Linq: the time
 /// from the webhook's 200 to the reply's POST, and the reply's text.
 async fn claude_turn(
@@ -893,36 +717,17 @@ async fn claude_turn(
     chat: &Chat,
     label: &str,
 ) -> anyhow::Result<(Duration, u64, String)> {
-    let hook = webhooks::build(secret, std::slice::from_ref(chat), 1, unix_now(), label)?
-        .pop()
-        .context("no webhook built")?;
-    let (tx, rx) = oneshot::channel();
-    lock(&seen.waiters).insert(chat.id.clone(), tx);
-    let resp = client
-        .post(inbound_url)
-        .headers(hook.headers)
-        .body(hook.body)
-        .send()
-        .await
-        .context("POST /api/linq/inbound")?;
-    let acked = Instant::now();
-    let acked_unix_ms = unix_ms();
-    let status = resp.status();
-    let _ = resp.bytes().await;
-    anyhow::ensure!(status == StatusCode::OK, "webhook answered {status}");
-    let arrival = tokio::time::timeout(CLAUDE_TURN_TIMEOUT, rx)
-        .await
-        .with_context(|| {
-            format!(
-                "no reply in chat {} within {CLAUDE_TURN_TIMEOUT:?}",
-                chat.id
-            )
-        })?
-        .context("the Linq stand-in dropped the waiter")?;
+    let texter = Texter {
+        client,
+        inbound_url,
+        secret,
+        seen,
+    };
+    let exchange = texter.exchange(chat, label, CLAUDE_TURN_TIMEOUT).await?;
     Ok((
-        arrival.at.saturating_duration_since(acked),
-        acked_unix_ms,
-        arrival.text,
+        exchange.reply.at.saturating_duration_since(exchange.acked),
+        exchange.acked_unix_ms,
+        exchange.reply.text,
     ))
 }
 
@@ -944,7 +749,7 @@ fn run_claude(
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         mock_model::start(mock_model::Script::new().default_text(MODEL_TEXT), listener).await
     })?;
-    let (linq_url, seen) = start_linq(load_rt)?;
+    let (linq_url, seen) = linq_standin::start(load_rt)?;
     let secret = WebhookSecret::generate();
     let mut daemons = BTreeMap::new();
     let mut roots = BTreeMap::new();
@@ -1078,23 +883,6 @@ fn run_claude(
 // The report
 // ---------------------------------------------------------------------------------------------
 
-fn summary(samples: impl Iterator<Item = Duration>) -> Option<Summary> {
-    let mut v: Vec<Duration> = samples.collect();
-    Summary::of(&mut v)
-}
-
-fn row(s: Option<Summary>) -> String {
-    s.map_or("n/a | n/a | n/a | n/a".into(), |s| {
-        format!(
-            "{} | {} | {} | {}",
-            ms(s.p50),
-            ms(s.p90),
-            ms(s.p99),
-            ms(s.max)
-        )
-    })
-}
-
 fn mib(kib: f64) -> String {
     format!("{:.2}", kib / 1024.0)
 }
@@ -1142,29 +930,29 @@ fn print_report(
     println!();
     println!("| ms | mode | p50 | p90 | p99 | max |");
     println!("|---|---|---|---|---|---|");
-    let total = |m: &ModeFigures| summary(m.times.iter().map(|t| t.provision + t.start));
+    let total = |m: &ModeFigures| summarize(m.times.iter().map(|t| t.provision + t.start));
     for (mode, m) in &p.modes {
         let name = mode.name();
         println!(
             "| **total: home asked for → runner answers** | {name} | {} |",
-            row(total(m))
+            p50_p90_p99_max_cells(total(m))
         );
         println!(
             "| provision (`ensure_home`) | {name} | {} |",
-            row(summary(m.times.iter().map(|t| t.provision)))
+            p50_p90_p99_max_cells(summarize(m.times.iter().map(|t| t.provision)))
         );
         println!(
             "| start (`ensure_runner` → runner answers a ping) | {name} | {} |",
-            row(summary(m.times.iter().map(|t| t.start)))
+            p50_p90_p99_max_cells(summarize(m.times.iter().map(|t| t.start)))
         );
         println!(
             "| … of which `ensure_runner` (jail/launcher, tmux, windows) | {name} | {} |",
-            row(summary(m.times.iter().map(|t| t.ensure_runner)))
+            p50_p90_p99_max_cells(summarize(m.times.iter().map(|t| t.ensure_runner)))
         );
         for (op, times) in &m.helper_ops {
             println!(
                 "| helper's own time for `{op}` (audit log, 0.1 ms) | {name} | {} |",
-                row(summary(times.iter().copied()))
+                p50_p90_p99_max_cells(summarize(times.iter().copied()))
             );
         }
     }
@@ -1272,17 +1060,17 @@ fn print_claude(args: &Args, c: &ClaudeFigures) {
             println!(
                 "| **{label}: webhook 200 → reply at Linq** | {name} | {} | {} |",
                 v.len(),
-                row(summary(v.iter().map(|t| t.wall)))
+                p50_p90_p99_max_cells(summarize(v.iter().map(|t| t.wall)))
             );
             println!(
                 "| {label}: … `claude` itself (runner's `duration_ms`, model included) | {name} | {} | {} |",
                 v.iter().filter(|t| t.claude.is_some()).count(),
-                row(summary(v.iter().filter_map(|t| t.claude)))
+                p50_p90_p99_max_cells(summarize(v.iter().filter_map(|t| t.claude)))
             );
             println!(
                 "| {label}: … the rest (daemon, helper, runner hand-over; − `duration_ms`) | {name} | {} | {} |",
                 v.iter().filter(|t| t.claude.is_some()).count(),
-                row(summary(
+                p50_p90_p99_max_cells(summarize(
                     v.iter()
                         .filter_map(|t| Some(t.wall.saturating_sub(t.claude?)))
                 ))
@@ -1333,7 +1121,8 @@ fn print_claude(args: &Args, c: &ClaudeFigures) {
         cpu_line(&c.cpu)
     );
     let p50 = |set: &BTreeMap<Mode, Vec<TurnTimes>>, m: Mode| {
-        set.get(&m).and_then(|v| summary(v.iter().map(|t| t.wall)))
+        set.get(&m)
+            .and_then(|v| summarize(v.iter().map(|t| t.wall)))
     };
     for (label, set) in [("first", &c.first), ("warm", &c.warm)] {
         if let (Some(s), Some(l)) = (p50(set, Mode::Sandbox), p50(set, Mode::Landlock)) {
@@ -1360,22 +1149,4 @@ fn print_claude(args: &Args, c: &ClaudeFigures) {
             }
         }
     }
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|c| c.is_file())
-    })
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn unix_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
