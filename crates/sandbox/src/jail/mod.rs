@@ -26,6 +26,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write as _;
 use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -443,7 +444,35 @@ fn start_stage(
                 .iter()
                 .map(|(file, flag)| (file.as_raw_fd(), flag.bits()))
                 .collect();
-            // SAFETY: as above; setns on descriptors opened by the parent.
+            // After joining the mount namespace a path would resolve in the chat's view, where
+            // the chat may have planted a file of that name (its private /tmp, say), and this
+            // stage runs as root: so the binary is opened here, on the host, and executed by
+            // its descriptor. Everything exec needs is prepared before the fork.
+            let exe_file = File::open(exe).map_err(JailError::io(format!(
+                "opening {} to enter a sandbox",
+                exe.display()
+            )))?;
+            let argv: Vec<std::ffi::CString> = [
+                exe.as_os_str().as_bytes().to_vec(),
+                marker.as_bytes().to_vec(),
+                payload_fd.to_string().into_bytes(),
+                report_fd.to_string().into_bytes(),
+            ]
+            .into_iter()
+            .map(std::ffi::CString::new)
+            .collect::<Result<_, _>>()
+            .map_err(|e| JailError::Spec(format!("a stage argument holds a NUL: {e}")))?;
+            let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+            argv_ptrs.push(std::ptr::null());
+            let envp_ptrs: [*const libc::c_char; 1] = [std::ptr::null()];
+            let exec_args = StageExec {
+                _argv: argv,
+                argv_ptrs,
+                envp_ptrs,
+                exe_file,
+            };
+            // SAFETY: as above; setns on descriptors opened by the parent, then fexecve with
+            // argument and environment arrays built before the fork (nothing is allocated).
             #[allow(unsafe_code)]
             unsafe {
                 command.pre_exec(move || {
@@ -453,7 +482,8 @@ fn start_stage(
                             return Err(std::io::Error::last_os_error());
                         }
                     }
-                    stage_keep_fds(&[payload_fd, report_fd])
+                    stage_keep_fds(&[payload_fd, report_fd])?;
+                    Err(exec_args.exec())
                 });
             }
         }
@@ -477,6 +507,39 @@ fn start_stage(
     drop(writer);
     Ok((child, ReportReader::new(report_read)))
 }
+
+/// What a joining stage's pre-exec hands to `fexecve`, built before the fork.
+struct StageExec {
+    /// Owns the strings `argv_ptrs` points into.
+    _argv: Vec<std::ffi::CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: [*const libc::c_char; 1],
+    exe_file: File,
+}
+
+impl StageExec {
+    /// Replaces this (forked, single-threaded) process with the stage; returns only on error.
+    #[allow(unsafe_code)]
+    fn exec(&self) -> std::io::Error {
+        // SAFETY: the pointer arrays are null-terminated and point into `self._argv`, which
+        // lives as long as `self`; the descriptor is `self.exe_file`'s, still open.
+        unsafe {
+            libc::fexecve(
+                self.exe_file.as_raw_fd(),
+                self.argv_ptrs.as_ptr(),
+                self.envp_ptrs.as_ptr(),
+            );
+        }
+        std::io::Error::last_os_error()
+    }
+}
+
+// SAFETY: the raw pointers point into `argv` (owned alongside them) or are null; the struct is
+// only moved into the pre-exec closure and read there.
+#[allow(unsafe_code)]
+unsafe impl Send for StageExec {}
+#[allow(unsafe_code)]
+unsafe impl Sync for StageExec {}
 
 /// In a stage's pre-exec: moves the process into the chat's cgroup (`0` means "myself").
 #[allow(unsafe_code)]
@@ -627,21 +690,11 @@ pub fn enter(name: &str, program: &ProgramSpec, io: ProgramIo) -> Result<Entered
     if program.uid == 0 || program.gid == 0 {
         return Err(JailError::Spec("a chat never runs as uid or gid 0".into()));
     }
-    // The stage is executed as root by its path inside the sandbox's filesystem, so that path
-    // must be somewhere the chat cannot write.
-    let chat_writable = [
-        program.home.as_path(),
-        Path::new("/tmp"),
-        Path::new("/var/tmp"),
-        Path::new("/dev/shm"),
-    ];
-    if !program.init_exe.is_absolute()
-        || chat_writable
-            .iter()
-            .any(|dir| program.init_exe.starts_with(dir))
-    {
+    // The stage is opened on the host and executed by its descriptor (see `start_stage`), so
+    // nothing the chat can write inside its sandbox decides what runs as root.
+    if !program.init_exe.is_absolute() {
         return Err(JailError::Spec(format!(
-            "init_exe {:?} must be an absolute path outside the chat's writable places",
+            "init_exe {:?} must be an absolute path",
             program.init_exe
         )));
     }
