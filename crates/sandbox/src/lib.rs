@@ -14,6 +14,7 @@
 //! * [`cli`]: the helper's command line (`picortex-sandbox serve`, also `picortex sandbox`).
 //! * [`tmux`]: a chat's tmux server, driven by path (by the daemon without the sandbox, by
 //!   the helper with it).
+//! * [`process`]: running a short-lived program with a deadline.
 //! * [`probe`]: what this host's kernel offers (namespaces, Landlock ABI, seccomp, cgroups).
 
 pub mod archive;
@@ -24,6 +25,7 @@ pub mod forward;
 pub mod ids;
 pub mod jail;
 pub mod probe;
+pub mod process;
 pub mod protocol;
 pub mod provision;
 pub mod server;

@@ -10,10 +10,9 @@
 //! (the util-linux `unshare` program), so the caller's own namespaces are never touched and a
 //! multi-threaded caller is safe.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -621,41 +620,12 @@ pub fn run_with_timeout(
     args: &[&str],
     timeout: Duration,
 ) -> std::io::Result<ChildOutput> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            // Already exited or already killed: either way wait() below reaps it.
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("{} did not finish in {timeout:?}", program.display()),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    // The child has exited, so its pipes end; version output is small.
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        let _ = out.read_to_string(&mut stdout);
-    }
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_string(&mut stderr);
-    }
+    let out = crate::process::output_with_timeout(Command::new(program).args(args), timeout)?;
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
     Ok(ChildOutput {
-        success: status.success(),
-        stdout,
-        stderr,
+        success: out.status.success(),
+        stdout: text(out.stdout),
+        stderr: text(out.stderr),
     })
 }
 

@@ -9,10 +9,9 @@
 //! line.
 
 use std::ffi::{OsStr, OsString};
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// The tmux session every chat's server holds.
 pub const SESSION: &str = "picortex";
@@ -91,40 +90,10 @@ impl TmuxServer {
     }
 
     fn output(&self, args: &[OsString]) -> std::io::Result<std::process::Output> {
-        let mut child = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        // tmux's answers are small; read them after it exits (or is stopped for taking too long).
-        let deadline = Instant::now() + TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(std::io::Error::other("tmux did not answer within 10 s"));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
-        if let Some(mut out) = child.stdout.take() {
-            out.read_to_end(&mut stdout)?;
-        }
-        if let Some(mut err) = child.stderr.take() {
-            err.read_to_end(&mut stderr)?;
-        }
-        Ok(std::process::Output {
-            status,
-            stdout,
-            stderr,
-        })
+        crate::process::output_with_timeout(
+            Command::new("tmux").arg("-S").arg(&self.socket).args(args),
+            TIMEOUT,
+        )
     }
 
     pub fn has_session(&self) -> bool {
