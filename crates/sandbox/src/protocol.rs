@@ -194,20 +194,7 @@ impl Request {
             } => {
                 check_chat_id(chat_id)?;
                 validate_absolute_path(program)?;
-                check_list_len("arguments", args.len())?;
-                check_list_len("environment entries", env.len())?;
-                check_list_len("executable directories", exec_dirs.len())?;
-                for arg in args {
-                    check_text("an argument", arg)?;
-                }
-                for (name, value) in env {
-                    validate_env_name(name)?;
-                    check_text("an environment value", value)?;
-                }
-                for dir in exec_dirs {
-                    validate_absolute_path(dir)?;
-                }
-                Ok(())
+                check_launch(args, env, exec_dirs)
             }
             Request::EnsureRunner {
                 chat_id,
@@ -220,20 +207,7 @@ impl Request {
                     return Err(HelperError::invalid("the runner's command line is empty"));
                 };
                 validate_absolute_path(Path::new(program))?;
-                check_list_len("arguments", runner.len())?;
-                check_list_len("environment entries", env.len())?;
-                check_list_len("executable directories", exec_dirs.len())?;
-                for arg in runner {
-                    check_text("an argument", arg)?;
-                }
-                for (name, value) in env {
-                    validate_env_name(name)?;
-                    check_text("an environment value", value)?;
-                }
-                for dir in exec_dirs {
-                    validate_absolute_path(dir)?;
-                }
-                Ok(())
+                check_launch(runner, env, exec_dirs)
             }
             Request::WriteFile {
                 chat_id,
@@ -292,6 +266,29 @@ impl Request {
             | Request::Archive { chat_id } => check_chat_id(chat_id),
         }
     }
+}
+
+/// Checks what a program in a sandbox is started with: bounded lists, plain text arguments
+/// and values, environment names, absolute executable directories.
+fn check_launch(
+    args: &[String],
+    env: &[(String, String)],
+    exec_dirs: &[PathBuf],
+) -> Result<(), HelperError> {
+    check_list_len("arguments", args.len())?;
+    check_list_len("environment entries", env.len())?;
+    check_list_len("executable directories", exec_dirs.len())?;
+    for arg in args {
+        check_text("an argument", arg)?;
+    }
+    for (name, value) in env {
+        validate_env_name(name)?;
+        check_text("an environment value", value)?;
+    }
+    for dir in exec_dirs {
+        validate_absolute_path(dir)?;
+    }
+    Ok(())
 }
 
 /// What a successful operation reports.
