@@ -246,15 +246,16 @@ async fn a_message_arriving_while_the_chat_is_archived_gets_exactly_one_reply() 
         replies(&stack.sim, &chat, 2).await,
         vec!["hello", "mid-archive"]
     );
+    // Checked at once: two idle seconds later the lifecycle task archives the chat again.
+    assert_eq!(
+        std::fs::read(home.join("noise.bin")).unwrap().len(),
+        noise.len()
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         stack.sim.bot_messages(&chat).await.len(),
         2,
         "exactly one reply"
-    );
-    assert_eq!(
-        std::fs::read(home.join("noise.bin")).unwrap().len(),
-        noise.len()
     );
     println!(
         "PASS: a message sent while archiving (home still there: {mid_archive}) got one reply"
