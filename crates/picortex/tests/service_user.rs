@@ -137,6 +137,8 @@ async fn an_unprivileged_daemon_answers_through_the_helper() {
             .arg(&data)
             .arg("--gateway-dir")
             .arg(data.join("run").join("gateway"))
+            // A killed test must not leave a root helper behind.
+            .arg("--exit-with-parent")
             .stdin(Stdio::null())
             .spawn()
             .unwrap(),
