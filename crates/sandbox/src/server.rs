@@ -367,6 +367,15 @@ impl State {
     fn find(&self, chat_id: &str, name: &mut Option<String>) -> Result<ChatUser, HelperError> {
         let lock = self.provisioner.chat_lock(chat_id);
         let _held = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.find_locked(chat_id, name)
+    }
+
+    /// The provisioned chat (NotFound otherwise), for a caller already holding its lock.
+    fn find_locked(
+        &self,
+        chat_id: &str,
+        name: &mut Option<String>,
+    ) -> Result<ChatUser, HelperError> {
         let chat = self.provisioner.find(chat_id)?.ok_or_else(|| {
             HelperError::new(
                 ErrorKind::NotFound,
@@ -407,13 +416,7 @@ impl State {
             } => {
                 let lock = self.provisioner.chat_lock(chat_id);
                 let _held = lock.lock().unwrap_or_else(PoisonError::into_inner);
-                let chat = self.provisioner.find(chat_id)?.ok_or_else(|| {
-                    HelperError::new(
-                        ErrorKind::NotFound,
-                        format!("chat {chat_id:?} is not provisioned"),
-                    )
-                })?;
-                *name = Some(chat.name.clone());
+                let chat = self.find_locked(chat_id, name)?;
                 if let Some(init_pid) = sandbox::running(&chat) {
                     return Ok((
                         Outcome::Started {
@@ -444,10 +447,11 @@ impl State {
                 env,
                 exec_dirs,
             } => {
-                let chat = self.find(chat_id, name)?;
-                // Held across the start, so two turns cannot start the same chat twice.
+                // Held from the lookup across the start, so two turns cannot start the same chat
+                // twice (nor a destroy slip in between).
                 let lock = self.provisioner.chat_lock(chat_id);
                 let _held = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                let chat = self.find_locked(chat_id, name)?;
                 let started = sandbox::ensure_runner(&self.config, &chat, runner, env, exec_dirs)?;
                 Ok((Outcome::RunnerReady { started }, None))
             }
