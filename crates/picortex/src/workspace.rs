@@ -601,8 +601,8 @@ fn seed(home: &Path) -> Result<(), WorkspaceError> {
     let prompt = prompts.join("discriminator.md");
     std::fs::write(&prompt, crate::gate::discriminator::DEFAULT_PROMPT).map_err(io_err(&prompt))?;
     let ignore = home.join(".gitignore");
-    std::fs::write(&ignore, ".picortex/*\n!.picortex/prompts/\n.tmp/\n")
-        .map_err(io_err(&ignore))?;
+    // The same layout the helper gives a sandboxed chat's home.
+    std::fs::write(&ignore, picortex_sandbox::provision::GITIGNORE).map_err(io_err(&ignore))?;
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .arg("-C")
