@@ -334,21 +334,36 @@ impl Lifecycle {
         }
     }
 
-    /// Hibernates every active chat whose last message is older than `idle_after`.
-    pub async fn hibernate_idle(&self) -> StoreResult<usize> {
-        let cutoff =
-            store::now_ms() - i64::try_from(self.idle_after.as_millis()).unwrap_or(i64::MAX);
-        let idle: Vec<String> = self
-            .store
+    /// Chats in one of `states` whose last message is older than `idle_for`.
+    async fn idle_chats(
+        &self,
+        states: &'static [&'static str],
+        idle_for: Duration,
+    ) -> StoreResult<Vec<String>> {
+        let cutoff = store::now_ms() - i64::try_from(idle_for.as_millis()).unwrap_or(i64::MAX);
+        self.store
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT id FROM chats WHERE state = 'active'
-                     AND COALESCE(last_inbound_at, created_at) < ?1",
+                    "SELECT id, state FROM chats WHERE COALESCE(last_inbound_at, created_at) < ?1",
                 )?;
-                let rows = stmt.query_map([cutoff], |r| r.get(0))?;
-                Ok(rows.collect::<Result<_, _>>()?)
+                let rows = stmt.query_map([cutoff], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?;
+                let mut ids = Vec::new();
+                for row in rows {
+                    let (id, state) = row?;
+                    if states.contains(&state.as_str()) {
+                        ids.push(id);
+                    }
+                }
+                Ok(ids)
             })
-            .await?;
+            .await
+    }
+
+    /// Hibernates every active chat whose last message is older than `idle_after`.
+    pub async fn hibernate_idle(&self) -> StoreResult<usize> {
+        let idle = self.idle_chats(&["active"], self.idle_after).await?;
         let mut hibernated = 0;
         for chat_id in idle {
             if hibernate(&self.store, self.agent.as_ref(), &chat_id, "lifecycle").await?
@@ -370,18 +385,8 @@ impl Lifecycle {
         if self.archive_after.is_zero() {
             return Ok(0);
         }
-        let cutoff =
-            store::now_ms() - i64::try_from(self.archive_after.as_millis()).unwrap_or(i64::MAX);
-        let idle: Vec<String> = self
-            .store
-            .read(move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT id FROM chats WHERE state IN ('active', 'hibernated')
-                     AND COALESCE(last_inbound_at, created_at) < ?1",
-                )?;
-                let rows = stmt.query_map([cutoff], |r| r.get(0))?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            })
+        let idle = self
+            .idle_chats(&["active", "hibernated"], self.archive_after)
             .await?;
         let mut archived = 0;
         for chat_id in idle {
