@@ -9,10 +9,18 @@
 //!
 //! Writing goes through a temporary file in the archive directory that is fsynced, re-read and
 //! decompressed in full (its entries counted against what was written) and only then renamed
-//! into place; a crash leaves at worst a stray `.partial` file, never a half archive under the
-//! final name. Restoring first verifies the whole archive, then unpacks into a staging directory
-//! beside the home and renames it into place, so a damaged archive never yields a partial home
-//! and the archive itself is never touched here (the caller removes it once the home is in use).
+//! into place; a crash leaves at worst a stray `.partial` file (removed by the next attempt),
+//! never a half archive under the final name. Restoring first verifies the whole archive, then
+//! unpacks into a staging directory beside the home and renames it into place, so a damaged
+//! archive never yields a partial home and the archive itself is never touched here (the caller
+//! removes it once the home is in use). A home is removed by renaming it aside first
+//! ([`remove_home`]), so a crash midway never leaves a half-deleted home under its own name.
+//!
+//! So at every instant a home under its own name is complete, and an archive under its final
+//! name is complete and verified. When both exist (a crash between the two steps of an archive
+//! or of a restore) they hold the same files, and callers keep the home and drop the archive.
+//! Temporary names are fixed per home name (callers serialise work on one chat), so a retry
+//! after a crash finds and removes what the crashed attempt left.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -199,7 +207,10 @@ impl Names {
 }
 
 /// Archives `home` into `<archive_dir>/<name>.tar.zst` (mode 0600), verified before it gets
-/// its final name. The home is left in place; the caller removes it once this returns.
+/// its final name. The home is left in place; the caller removes it once this returns. An
+/// archive already there is replaced only when it is this same chat's (left by a crash between
+/// archiving and removing the home, or between restoring and removing the archive: either way a
+/// copy of the home), and refused when it belongs to another chat.
 pub fn archive_home(
     home: &Path,
     archive_dir: &Path,
@@ -208,10 +219,14 @@ pub fn archive_home(
     let started = Instant::now();
     let target = archive_path(archive_dir, name);
     if fs::symlink_metadata(&target).is_ok() {
-        return Err(ArchiveError::Conflict(format!(
-            "archive {} already exists",
-            target.display()
-        )));
+        let home_marker = fs::read_to_string(home.join(".picortex").join("chat_id")).ok();
+        let archived = read_marker(&target).ok().flatten();
+        if home_marker.is_none() || home_marker.map(|m| m.trim().to_owned()) != archived {
+            return Err(ArchiveError::Conflict(format!(
+                "archive {} already exists and is another chat's",
+                target.display()
+            )));
+        }
     }
     let entries = walk(home)?;
     let needed = estimate(&entries).saturating_add(SPACE_MARGIN_BYTES);
@@ -223,10 +238,10 @@ pub fn archive_home(
             available,
         });
     }
-    let partial = archive_dir.join(format!(
-        ".{name}{ARCHIVE_SUFFIX}.{}.partial",
-        std::process::id()
-    ));
+    let partial = archive_dir.join(format!(".{name}{ARCHIVE_SUFFIX}.partial"));
+    if fs::symlink_metadata(&partial).is_ok() {
+        fs::remove_file(&partial).map_err(io_err("removing stale", &partial))?;
+    }
     let result = write_and_verify(&entries, &partial).and_then(|(count, content)| {
         fs::rename(&partial, &target).map_err(io_err("renaming into place", &target))?;
         File::open(archive_dir)
@@ -416,6 +431,34 @@ pub fn read_marker(path: &Path) -> Result<Option<String>, ArchiveError> {
     Ok(None)
 }
 
+/// Removes `home` for good: renamed aside to `.<name>.removing` first (the rename made durable),
+/// then deleted, so a crash midway leaves the leftover under that name (removed by the next
+/// call for the same home), never a half-deleted home under its own name. A missing home is
+/// not an error. Symlinks inside are removed, never followed.
+pub fn remove_home(home: &Path) -> Result<(), ArchiveError> {
+    let (Some(parent), Some(file_name)) = (home.parent(), home.file_name()) else {
+        return Err(ArchiveError::Conflict(format!(
+            "{} is not a home directory path",
+            home.display()
+        )));
+    };
+    let aside = parent.join(format!(".{}.removing", file_name.to_string_lossy()));
+    let remove = |path: &Path| match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("removing", path)(e)),
+        _ => Ok(()),
+    };
+    remove(&aside)?;
+    match fs::rename(home, &aside) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("moving aside", home)(e)),
+    }
+    File::open(parent)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_err("syncing", parent))?;
+    remove(&aside)
+}
+
 /// Who owns the restored home when restoring as root: files owned by the archived home's own
 /// uid (gid) are given `uid` (`gid`), others keep theirs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -446,11 +489,7 @@ pub fn restore_home(
     let file_name = home
         .file_name()
         .ok_or_else(|| ArchiveError::Conflict(format!("{} has no name", home.display())))?;
-    let staging = parent.join(format!(
-        ".{}.restoring.{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
+    let staging = parent.join(format!(".{}.restoring", file_name.to_string_lossy()));
     if fs::symlink_metadata(&staging).is_ok() {
         fs::remove_dir_all(&staging).map_err(io_err("removing stale", &staging))?;
     }

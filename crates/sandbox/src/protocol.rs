@@ -107,7 +107,8 @@ pub enum Request {
     },
     /// Stops the chat's sandbox (a stopped chat is fine): [`Outcome::Stopped`].
     Stop { chat_id: String },
-    /// Stops the chat and removes its user, group and home: [`Outcome::Destroyed`].
+    /// Stops the chat and removes its user, group, home and archive, for good:
+    /// [`Outcome::Destroyed`].
     Destroy { chat_id: String },
     /// Whether the chat is provisioned and running: [`Outcome::Status`].
     Status { chat_id: String },

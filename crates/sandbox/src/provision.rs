@@ -175,6 +175,47 @@ impl Provisioner {
         }))
     }
 
+    /// Removes the chat's archive when its home is here too: a crash came between archiving and
+    /// removing the home, or between restoring and removing the archive. A home under its own
+    /// name is always complete ([`archive`]), so it is the chat's files and the archive a stale
+    /// copy that would otherwise be restored over newer work one day.
+    fn drop_stale_archive(&self, chat_id: &str, name: &str) -> Result<(), HelperError> {
+        let Some(dir) = self.archive_dir.as_deref() else {
+            return Ok(());
+        };
+        let path = archive::archive_path(dir, name);
+        if path.symlink_metadata().is_err() {
+            return Ok(());
+        }
+        if archive::read_marker(&path).ok().flatten().as_deref() == Some(chat_id) {
+            std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes every archive of the chat (under any of its names); whether there was one.
+    /// Destroying a chat uses it: an archive left behind would bring the chat back.
+    pub fn discard_archives(&self, chat_id: &str) -> Result<bool, HelperError> {
+        check_chat_id(chat_id)?;
+        let Some(dir) = self.archive_dir.as_deref() else {
+            return Ok(false);
+        };
+        let mut found = false;
+        for n in 0..=ids::MAX_SUFFIX {
+            let path = archive::archive_path(dir, &ids::chat_name_with_suffix(chat_id, n));
+            if path.symlink_metadata().is_ok()
+                // A damaged archive has no readable marker, and provisioning this chat stops at
+                // it (restoring cannot tell whose it is), so it goes too.
+                && archive::read_marker(&path)
+                    .map_or(true, |marker| marker.as_deref() == Some(chat_id))
+            {
+                std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+                found = true;
+            }
+        }
+        Ok(found)
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -254,6 +295,7 @@ impl Provisioner {
                 found: Some((name, home)),
                 ..
             } => {
+                self.drop_stale_archive(chat_id, &name)?;
                 let chat = match lookup_user(&name)? {
                     Some((uid, gid)) => ChatUser {
                         name,
@@ -551,12 +593,7 @@ fn chown_tree(root: &Path, uid: u32, gid: u32) -> Result<(), HelperError> {
 }
 
 fn remove_home(home: &Path) -> Result<(), HelperError> {
-    // `remove_dir_all` removes symlinks rather than following them.
-    match std::fs::remove_dir_all(home) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_error(home, e)),
-    }
+    archive::remove_home(home).map_err(archive_error)
 }
 
 /// Removes the user and its group if they exist.

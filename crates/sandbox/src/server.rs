@@ -523,13 +523,23 @@ impl State {
             Request::Destroy { chat_id } => {
                 let lock = self.provisioner.chat_lock(chat_id);
                 let _held = lock.lock().unwrap_or_else(PoisonError::into_inner);
-                let Some(chat) = self.provisioner.find(chat_id)? else {
-                    return Ok((Outcome::Destroyed { existed: false }, None));
+                let home = match self.provisioner.find(chat_id)? {
+                    Some(chat) => {
+                        *name = Some(chat.name.clone());
+                        sandbox::stop(&chat)?;
+                        self.provisioner.destroy(&chat)?;
+                        true
+                    }
+                    None => false,
                 };
-                *name = Some(chat.name.clone());
-                sandbox::stop(&chat)?;
-                self.provisioner.destroy(&chat)?;
-                Ok((Outcome::Destroyed { existed: true }, None))
+                // An archive left behind would bring the chat back with its next message.
+                let archived = self.provisioner.discard_archives(chat_id)?;
+                Ok((
+                    Outcome::Destroyed {
+                        existed: home || archived,
+                    },
+                    None,
+                ))
             }
             Request::Archive { chat_id } => {
                 let lock = self.provisioner.chat_lock(chat_id);
