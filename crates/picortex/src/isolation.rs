@@ -9,6 +9,7 @@
 //!   tmux server is confined to its home by Landlock. The daemon says loudly that this is
 //!   degraded, and `/health` and `picortex doctor` say what is missing.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -123,6 +124,11 @@ pub struct SandboxHelper {
     /// The helper process, when this daemon started it (stopped with the daemon; the chats'
     /// sandboxes live on and the next helper finds them).
     child: Mutex<Option<Child>>,
+    /// How to start it again should it die (the daemon's own helper only; systemd restarts an
+    /// external one).
+    command: Option<(PathBuf, Vec<OsString>)>,
+    /// Held while a dead helper is replaced, so concurrent calls start one, not several.
+    reviving: tokio::sync::Mutex<()>,
 }
 
 impl SandboxHelper {
@@ -130,6 +136,8 @@ impl SandboxHelper {
         Self {
             socket,
             child: Mutex::new(None),
+            command: None,
+            reviving: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -152,39 +160,53 @@ impl SandboxHelper {
         std::fs::create_dir_all(&config.workspace_root)
             .with_context(|| format!("creating {}", config.workspace_root.display()))?;
         let socket = data_dir.join("run").join("sandbox.sock");
-        let mut command = Command::new(&program);
-        command
-            .args(&prefix)
-            .arg("serve")
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--allow-uid")
-            .arg(nix::unistd::geteuid().as_raw().to_string())
-            .arg("--workspace-root")
-            .arg(&config.workspace_root)
-            .arg("--audit-log")
-            .arg(data_dir.join("sandbox-audit.jsonl"))
-            .arg("--hide")
-            .arg(&data_dir)
-            .arg("--exit-with-parent")
-            .arg("--archive-dir")
-            .arg(config.lifecycle.archive_dir(&data_dir))
-            .stdin(Stdio::null());
+        let mut args: Vec<OsString> = prefix.iter().map(OsString::from).collect();
+        args.extend([
+            "serve".into(),
+            "--socket".into(),
+            socket.clone().into_os_string(),
+            "--allow-uid".into(),
+            nix::unistd::geteuid().as_raw().to_string().into(),
+            "--workspace-root".into(),
+            config.workspace_root.clone().into_os_string(),
+            "--audit-log".into(),
+            data_dir.join("sandbox-audit.jsonl").into_os_string(),
+            "--hide".into(),
+            data_dir.clone().into_os_string(),
+            "--exit-with-parent".into(),
+            "--archive-dir".into(),
+            config.lifecycle.archive_dir(&data_dir).into_os_string(),
+        ]);
         if config.gateway.socket {
-            command
-                .arg("--gateway-dir")
-                .arg(data_dir.join("run").join("gateway"));
+            args.push("--gateway-dir".into());
+            args.push(data_dir.join("run").join("gateway").into_os_string());
         }
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting the sandbox helper {}", program.display()))?;
         let helper = Self {
             socket,
-            child: Mutex::new(Some(child)),
+            child: Mutex::new(None),
+            command: Some((program, args)),
+            reviving: tokio::sync::Mutex::new(()),
         };
+        helper.spawn_and_wait().await?;
+        Ok(helper)
+    }
+
+    /// Starts the daemon's own helper and waits until it answers on its socket.
+    async fn spawn_and_wait(&self) -> anyhow::Result<()> {
+        let Some((program, args)) = &self.command else {
+            anyhow::bail!("this helper is not the daemon's to start");
+        };
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting the sandbox helper {}", program.display()))?;
+        if let Ok(mut slot) = self.child.lock() {
+            *slot = Some(child);
+        }
         let deadline = Instant::now() + HELPER_START_TIMEOUT;
         loop {
-            match helper.check().await {
+            match self.check().await {
                 Ok(()) => break,
                 Err(e) if Instant::now() >= deadline => {
                     return Err(e).context(format!(
@@ -193,15 +215,37 @@ impl SandboxHelper {
                     ));
                 }
                 Err(_) => {
-                    if let Some(status) = helper.exited() {
+                    if let Some(status) = self.exited() {
                         anyhow::bail!("the sandbox helper exited at start ({status})");
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
         }
-        tracing::info!(socket = %helper.socket.display(), helper = %program.display(), "sandbox helper started");
-        Ok(helper)
+        tracing::info!(socket = %self.socket.display(), helper = %program.display(), "sandbox helper started");
+        Ok(())
+    }
+
+    /// Starts the daemon's own helper again if it has died (killed, crashed): whatever it was
+    /// doing failed with it and is retried by its caller; the chats' sandboxes live on.
+    /// Whether a new helper now answers.
+    async fn revive(&self) -> bool {
+        if self.command.is_none() {
+            return false;
+        }
+        let _one = self.reviving.lock().await;
+        let Some(status) = self.exited() else {
+            // Alive (or already replaced by a concurrent caller): the caller may try again.
+            return self.check().await.is_ok();
+        };
+        tracing::warn!(%status, "the sandbox helper died; starting it again");
+        match self.spawn_and_wait().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "the sandbox helper could not be started again");
+                false
+            }
+        }
     }
 
     fn exited(&self) -> Option<std::process::ExitStatus> {
@@ -223,21 +267,36 @@ impl SandboxHelper {
     }
 
     /// Runs `f` with a fresh connection on the blocking pool (one request per connection keeps
-    /// concurrent chats from waiting on each other).
+    /// concurrent chats from waiting on each other). When the daemon's own helper cannot be
+    /// reached because it died, it is started again and `f` runs on the new one.
     pub async fn call<T, F>(&self, f: F) -> Result<T, ClientError>
     where
         T: Send + 'static,
         F: FnOnce(&HelperClient) -> Result<T, ClientError> + Send + 'static,
     {
+        let joined = |e: tokio::task::JoinError| ClientError::Unexpected {
+            op: "call",
+            detail: e.to_string(),
+        };
+        let socket = self.socket.clone();
+        let first = tokio::task::spawn_blocking(move || match HelperClient::connect(&socket) {
+            Ok(client) => Ok(f(&client)),
+            // `f` has not run: hand it back for a second try.
+            Err(e) => Err((e, f)),
+        })
+        .await
+        .map_err(joined)?;
+        let (error, f) = match first {
+            Ok(result) => return result,
+            Err(unreachable) => unreachable,
+        };
+        if !self.revive().await {
+            return Err(error);
+        }
         let socket = self.socket.clone();
         tokio::task::spawn_blocking(move || f(&HelperClient::connect(&socket)?))
             .await
-            .unwrap_or_else(|e| {
-                Err(ClientError::Unexpected {
-                    op: "call",
-                    detail: e.to_string(),
-                })
-            })
+            .map_err(joined)?
     }
 }
 
