@@ -82,6 +82,10 @@ pub enum AgentError {
     /// The turn ran past the configured timeout and was interrupted.
     #[error("timed out after {} s", .0.as_secs())]
     TimedOut(std::time::Duration),
+    /// The chat's archived workspace is damaged, so it was not restored (and the archive was
+    /// left as it was): the chat is marked failed and its owner told.
+    #[error("the chat's workspace cannot be restored: {0}")]
+    WorkspaceDamaged(String),
 }
 
 /// An agent backend.

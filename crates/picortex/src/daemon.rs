@@ -163,6 +163,7 @@ async fn start_inner(
         turns_wake.clone(),
         outbox_wake.clone(),
         config.gateway.chat_daily_budget_usd,
+        config.owner.clone(),
     );
     let sender = Sender::new(
         store.clone(),
@@ -183,6 +184,8 @@ async fn start_inner(
         webhook_body_limit: config.webhook_body_limit,
         frontend_log_bucket: TokenBucket::new(20, 1.0),
         api_token: config.api_token.clone(),
+        agent: agent.clone(),
+        workspaces: workspaces.clone(),
     });
     let shutdown = Arc::new(Notify::new());
     let app = router(state).merge(gateway.tcp_routes());

@@ -8,8 +8,19 @@
 //! `<archive dir>/<chat dir>.tar.zst` (through the helper, which also removes the chat's user and
 //! cgroup, or by the daemon itself), and its state becomes `archived`. The next message marks it
 //! active again and its turn's `ensure_home` restores the home first (the workspace's per-chat
-//! lock makes it wait for an archive in progress). A damaged archive is left as it was and the
-//! chat becomes `failed`.
+//! lock makes it wait for an archive in progress). A damaged archive is left as it was, the
+//! chat becomes `failed` and its owner is told; its messages get a notice until the owner
+//! restores or destroys it.
+//!
+//! Each transition is recorded before it is done, as `hibernating` or `archiving`, and set to
+//! its end state after; a crash in between (of the daemon or of the sandbox helper) leaves the
+//! chat in the in-between state, which the lifecycle task finishes on its next tick (the first
+//! one runs at start-up). The workspace side is safe to repeat at any point
+//! ([`picortex_sandbox::archive`]). A message arriving meanwhile wakes the chat whatever the
+//! state, and its turn waits for the workspace's lock.
+//!
+//! States: `active`, `hibernating`, `hibernated`, `archiving`, `archived`, `failed` (damaged
+//! archive), `destroyed` (workspace removed for good; the next message starts a fresh one).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,16 +54,18 @@ pub enum Restoral {
     Failed(String),
 }
 
+/// The chat's lifecycle state, `None` for an unknown chat.
+pub fn state_of(conn: &rusqlite::Connection, chat_id: &str) -> StoreResult<Option<String>> {
+    use rusqlite::OptionalExtension as _;
+    Ok(conn
+        .prepare_cached("SELECT state FROM chats WHERE id = ?1")?
+        .query_row([chat_id], |r| r.get(0))
+        .optional()?)
+}
+
 async fn chat_state(store: &Store, chat_id: &str) -> StoreResult<Option<String>> {
     let id = chat_id.to_owned();
-    store
-        .read(move |conn| {
-            Ok(conn
-                .prepare_cached("SELECT state FROM chats WHERE id = ?1")?
-                .query_row([&id], |r| r.get(0))
-                .ok())
-        })
-        .await
+    store.read(move |conn| state_of(conn, &id)).await
 }
 
 /// Archives `chat_id` unless a turn is queued or running. Its processes are stopped first
@@ -74,6 +87,11 @@ pub async fn archive(
                 "the chat's archive is damaged; restore it first".into(),
             ));
         }
+        Some("destroyed") => {
+            return Ok(Archival::Failed(
+                "the chat's workspace was destroyed; there is nothing to archive".into(),
+            ));
+        }
         _ => {}
     }
     if let Err(e) = agent.stop_chat(chat_id).await {
@@ -86,8 +104,8 @@ pub async fn archive(
         .write(move |conn| {
             let changed = conn
                 .prepare_cached(
-                    "UPDATE chats SET state = 'archived' WHERE id = ?1
-                     AND state IN ('active', 'hibernated')
+                    "UPDATE chats SET state = 'archiving' WHERE id = ?1
+                     AND state IN ('active', 'hibernating', 'hibernated', 'archiving')
                      AND NOT EXISTS (SELECT 1 FROM turns WHERE chat_id = ?1
                                      AND status IN ('queued', 'running'))",
                 )?
@@ -107,6 +125,11 @@ pub async fn archive(
             let path = archive.as_ref().map(|p| p.display().to_string());
             store
                 .write(move |conn| {
+                    // Unless a message woke the chat meanwhile: its turn restores the home.
+                    conn.prepare_cached(
+                        "UPDATE chats SET state = 'archived' WHERE id = ?1 AND state = 'archiving'",
+                    )?
+                    .execute([&id])?;
                     store::audit(
                         conn,
                         actor,
@@ -126,7 +149,7 @@ pub async fn archive(
             store
                 .write(move |conn| {
                     conn.prepare_cached(
-                        "UPDATE chats SET state = 'hibernated' WHERE id = ?1 AND state = 'archived'",
+                        "UPDATE chats SET state = 'hibernated' WHERE id = ?1 AND state = 'archiving'",
                     )?
                     .execute([&id])?;
                     store::audit(
@@ -160,7 +183,8 @@ pub async fn restore(
                 .write(move |conn| {
                     conn.prepare_cached(
                         "UPDATE chats SET state = 'active' WHERE id = ?1
-                         AND state IN ('archived', 'failed', 'hibernated')",
+                         AND state IN ('hibernating', 'hibernated', 'archiving', 'archived',
+                                       'failed', 'destroyed')",
                     )?
                     .execute([&id])?;
                     if restored {
@@ -195,18 +219,88 @@ pub async fn mark_failed(
 ) -> StoreResult<()> {
     let (id, detail) = (chat_id.to_owned(), error.to_owned());
     store
+        .write(move |conn| mark_failed_in(conn, &id, actor, &detail).map(drop))
+        .await
+}
+
+/// [`mark_failed`] inside the caller's transaction; whether the chat was not failed before
+/// (so its owner is told once, not at every message).
+pub fn mark_failed_in(
+    conn: &rusqlite::Connection,
+    chat_id: &str,
+    actor: &'static str,
+    error: &str,
+) -> StoreResult<bool> {
+    let changed = conn
+        .prepare_cached("UPDATE chats SET state = 'failed' WHERE id = ?1 AND state != 'failed'")?
+        .execute([chat_id])?;
+    store::audit(
+        conn,
+        actor,
+        "chat.archive_failed",
+        Some(chat_id),
+        &serde_json::json!({ "stage": "restore", "error": error }),
+    )?;
+    Ok(changed > 0)
+}
+
+/// What destroying one chat's workspace did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destruction {
+    /// The home and archive (whichever there were) are gone; the chat is `destroyed`.
+    Done { existed: bool },
+    /// A turn is queued or running; nothing was changed.
+    Busy,
+    /// Removing failed; what is left is as the error says.
+    Failed(String),
+}
+
+/// Removes the chat's workspace for good (its processes, home, archive, and with the sandbox
+/// its user), unless a turn is queued or running, and marks the chat `destroyed`. Its messages
+/// stay in the store; a new message starts a fresh workspace.
+pub async fn destroy(
+    store: &Store,
+    agent: &dyn Agent,
+    workspaces: &Workspaces,
+    chat_id: &str,
+    actor: &'static str,
+) -> StoreResult<Destruction> {
+    let id = chat_id.to_owned();
+    let idle = store
+        .read(move |conn| {
+            Ok(!conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM turns WHERE chat_id = ?1
+                                    AND status IN ('queued', 'running'))",
+                )?
+                .query_row([&id], |r| r.get::<_, bool>(0))?)
+        })
+        .await?;
+    if !idle {
+        return Ok(Destruction::Busy);
+    }
+    if let Err(e) = agent.stop_chat(chat_id).await {
+        tracing::warn!(chat_id, error = %e, "destroying: stopping the chat's processes failed");
+    }
+    let existed = match workspaces.destroy(chat_id).await {
+        Ok(existed) => existed,
+        Err(e) => return Ok(Destruction::Failed(e.to_string())),
+    };
+    let id = chat_id.to_owned();
+    store
         .write(move |conn| {
-            conn.prepare_cached("UPDATE chats SET state = 'failed' WHERE id = ?1")?
+            conn.prepare_cached("UPDATE chats SET state = 'destroyed' WHERE id = ?1")?
                 .execute([&id])?;
             store::audit(
                 conn,
                 actor,
-                "chat.archive_failed",
+                "chat.destroyed",
                 Some(&id),
-                &serde_json::json!({ "stage": "restore", "error": detail }),
+                &serde_json::json!({ "existed": existed }),
             )
         })
-        .await
+        .await?;
+    Ok(Destruction::Done { existed })
 }
 
 /// What hibernating one chat did.
@@ -220,9 +314,10 @@ pub enum Hibernation {
     Busy,
 }
 
-/// Hibernates `chat_id` unless a turn is queued or running: the state is recorded first, in a
-/// transaction that checks the chat is idle, then its processes are stopped (a message that
-/// arrives in between wakes it again, and its turn waits for the stop to finish).
+/// Hibernates `chat_id` unless a turn is queued or running: `hibernating` is recorded first, in
+/// a transaction that checks the chat is idle, then its processes are stopped, then it is
+/// `hibernated` (a message that arrives in between wakes it again, and its turn waits for the
+/// stop to finish). A stop that failed leaves it `hibernating`, for the next tick to finish.
 pub async fn hibernate(
     store: &Store,
     agent: &dyn Agent,
@@ -232,16 +327,14 @@ pub async fn hibernate(
     let id = chat_id.to_owned();
     let outcome = store
         .write(move |conn| {
-            let state: Option<String> = conn
-                .prepare_cached("SELECT state FROM chats WHERE id = ?1")?
-                .query_row([&id], |r| r.get(0))
-                .ok();
-            if state.as_deref() == Some("hibernated") {
+            let state = state_of(conn, &id)?;
+            if matches!(state.as_deref(), Some("hibernated" | "archived")) {
                 return Ok(Hibernation::AlreadyAsleep);
             }
             let changed = conn
                 .prepare_cached(
-                    "UPDATE chats SET state = 'hibernated' WHERE id = ?1 AND state = 'active'
+                    "UPDATE chats SET state = 'hibernating' WHERE id = ?1
+                     AND state IN ('active', 'hibernating')
                      AND NOT EXISTS (SELECT 1 FROM turns WHERE chat_id = ?1
                                      AND status IN ('queued', 'running'))",
                 )?
@@ -249,22 +342,36 @@ pub async fn hibernate(
             if changed == 0 {
                 return Ok(Hibernation::Busy);
             }
-            store::audit(
-                conn,
-                actor,
-                "chat.hibernated",
-                Some(&id),
-                &serde_json::json!({}),
-            )?;
             Ok(Hibernation::Done)
         })
         .await?;
-    if outcome == Hibernation::Done
-        && let Err(e) = agent.stop_chat(chat_id).await
-    {
-        // The state stands: the next turn starts whatever still runs or was half stopped.
-        tracing::warn!(chat_id, error = %e, "hibernating: stopping the chat's processes failed");
+    if outcome != Hibernation::Done {
+        return Ok(outcome);
     }
+    if let Err(e) = agent.stop_chat(chat_id).await {
+        tracing::warn!(chat_id, error = %e, "hibernating: stopping the chat's processes failed");
+        return Ok(outcome);
+    }
+    let id = chat_id.to_owned();
+    store
+        .write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE chats SET state = 'hibernated' WHERE id = ?1 AND state = 'hibernating'",
+                )?
+                .execute([&id])?;
+            if changed > 0 {
+                store::audit(
+                    conn,
+                    actor,
+                    "chat.hibernated",
+                    Some(&id),
+                    &serde_json::json!({}),
+                )?;
+            }
+            Ok(())
+        })
+        .await?;
     Ok(outcome)
 }
 
@@ -314,15 +421,19 @@ impl Lifecycle {
     }
 
     /// Runs until the task is aborted; `idle_after` 0 turns hibernation off, `archive_after`
-    /// 0 archiving.
+    /// 0 archiving. The first tick is at once, so transitions a crash interrupted are finished
+    /// at start-up.
     pub async fn run(self: Arc<Self>) {
-        if self.idle_after.is_zero() && self.archive_after.is_zero() {
-            return;
-        }
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if let Err(e) = self.finish_interrupted().await {
+                tracing::warn!(error = %e, "lifecycle: finishing interrupted transitions failed");
+            }
+            if self.idle_after.is_zero() && self.archive_after.is_zero() {
+                continue;
+            }
             if !self.idle_after.is_zero()
                 && let Err(e) = self.hibernate_idle().await
             {
@@ -332,6 +443,64 @@ impl Lifecycle {
                 tracing::warn!(error = %e, "lifecycle: looking for chats to archive failed");
             }
         }
+    }
+
+    /// Finishes the transitions a crash interrupted: chats left `hibernating` are stopped and
+    /// hibernated, chats left `archiving` are archived (the workspace side picks up wherever it
+    /// stopped). Returns how many were finished.
+    pub async fn finish_interrupted(&self) -> StoreResult<usize> {
+        let stuck = self
+            .store
+            .read(|conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, state FROM chats WHERE state IN ('hibernating', 'archiving')",
+                )?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(rows.collect::<Result<Vec<(String, String)>, _>>()?)
+            })
+            .await?;
+        let mut finished = 0;
+        for (chat_id, state) in stuck {
+            tracing::info!(
+                chat_id,
+                state,
+                "lifecycle: finishing an interrupted transition"
+            );
+            let done = match (state.as_str(), &self.workspaces) {
+                ("archiving", Some(workspaces)) => matches!(
+                    archive(
+                        &self.store,
+                        self.agent.as_ref(),
+                        workspaces,
+                        &chat_id,
+                        "lifecycle"
+                    )
+                    .await?,
+                    Archival::Done(_)
+                ),
+                ("archiving", None) => {
+                    // Archiving is off now: the home was never removed, so the chat sleeps.
+                    let id = chat_id.clone();
+                    self.store
+                        .write(move |conn| {
+                            Ok(conn
+                                .prepare_cached(
+                                    "UPDATE chats SET state = 'hibernated'
+                                     WHERE id = ?1 AND state = 'archiving'",
+                                )?
+                                .execute([&id])?
+                                > 0)
+                        })
+                        .await?
+                }
+                _ => {
+                    hibernate(&self.store, self.agent.as_ref(), &chat_id, "lifecycle").await?
+                        == Hibernation::Done
+                }
+            };
+            finished += usize::from(done);
+        }
+        Ok(finished)
     }
 
     /// Chats in one of `states` whose last message is older than `idle_for`.

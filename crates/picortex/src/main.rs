@@ -1,5 +1,6 @@
 //! The `picortex` command: `serve` (production daemon), `sim` (the Linq simulator alone),
-//! `demo` (both, wired together) and `backup` (online SQLite backup).
+//! `demo` (both, wired together), `chat` (list chats; hibernate, archive, restore or destroy one
+//! through the running daemon), `doctor` and `backup` (online SQLite backup).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -91,6 +92,106 @@ enum ChatCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Stop the chat's agent and sandbox, keeping its workspace (the next message wakes it).
+    Hibernate(ChatTarget),
+    /// Compress the chat's workspace into the archive directory and remove its user (the next
+    /// message restores it).
+    Archive(ChatTarget),
+    /// Bring the chat's workspace back now (also after repairing a damaged archive).
+    Restore(ChatTarget),
+    /// Remove the chat's workspace, archive and user for good (its messages stay; a new message
+    /// starts a fresh workspace). Asks first unless --yes.
+    Destroy {
+        #[command(flatten)]
+        target: ChatTarget,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// A chat, and how to reach the running daemon that changes it (the daemon holds the chat's
+/// locks, so transitions go through its owner API, authenticated with `api_token`).
+#[derive(clap::Args)]
+struct ChatTarget {
+    /// The chat's id (see `picortex chat list`).
+    chat: String,
+    /// TOML configuration file, as for `serve` (for the daemon's address and api_token).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The daemon's base URL (default: from the configuration's bind address and port).
+    #[arg(long)]
+    url: Option<String>,
+}
+
+impl ChatTarget {
+    /// Asks the daemon to do `action` to the chat and prints what happened.
+    async fn apply(&self, action: &str) -> anyhow::Result<()> {
+        let config = Config::load(self.config.as_deref())?;
+        let token = config.api_token.clone().context(
+            "the owner API is off: set api_token (PICORTEX_API_TOKEN) for the daemon and here",
+        )?;
+        let base = match &self.url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let host = if config.bind.is_unspecified() {
+                    std::net::IpAddr::from([127, 0, 0, 1])
+                } else {
+                    config.bind
+                };
+                format!("http://{}", SocketAddr::new(host, config.port))
+            }
+        };
+        let mut url = reqwest::Url::parse(&format!("{base}/api/chats/"))
+            .with_context(|| format!("{base} is not a URL"))?;
+        url.path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("{base} cannot take a path"))?
+            .pop_if_empty()
+            .push(&self.chat)
+            .push("lifecycle");
+        let response = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "action": action }))
+            .timeout(std::time::Duration::from_secs(600))
+            .send()
+            .await
+            .with_context(|| {
+                format!("reaching the daemon at {base} (is `picortex serve` running?)")
+            })?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if !status.is_success() {
+            let message = body["error"]["message"].as_str().unwrap_or("no detail");
+            anyhow::bail!("{action} {}: {message} (HTTP {status})", self.chat);
+        }
+        let state = body["state"].as_str().unwrap_or("unknown");
+        match (body["outcome"].as_str(), body["detail"].as_str()) {
+            (Some("unchanged"), _) => println!("{}: nothing to do (state {state})", self.chat),
+            (Some(outcome), Some(detail)) => {
+                println!("{}: {outcome} ({detail}); state {state}", self.chat)
+            }
+            (Some(outcome), None) => println!("{}: {outcome}; state {state}", self.chat),
+            (None, _) => println!("{}: state {state}", self.chat),
+        }
+        Ok(())
+    }
+}
+
+/// Asks on the terminal before destroying; refuses without one.
+fn confirm_destroy(chat: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("destroying {chat} needs confirmation: run it in a terminal or pass --yes");
+    }
+    print!(
+        "Destroy the workspace of {chat} for good (its files, archive and user; its messages \
+         stay)? [y/N] "
+    );
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
 #[derive(Subcommand)]
@@ -248,6 +349,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let dir = picortex::workspace::chat_dir_name(&id);
                 println!("{id:<38} {dir:<14} {kind:<6} {state:<11} {when}");
             }
+        }
+        Command::Chat(ChatCommand::Hibernate(target)) => target.apply("hibernate").await?,
+        Command::Chat(ChatCommand::Archive(target)) => target.apply("archive").await?,
+        Command::Chat(ChatCommand::Restore(target)) => target.apply("restore").await?,
+        Command::Chat(ChatCommand::Destroy { target, yes }) => {
+            if !yes && !confirm_destroy(&target.chat)? {
+                println!("{}: left as it is", target.chat);
+                return Ok(());
+            }
+            target.apply("destroy").await?;
         }
         Command::Backup { config, to } => {
             let config = Config::load(config.as_deref())?;

@@ -203,7 +203,10 @@ impl RunnerAgent {
             .workspaces
             .ensure_home(&request.chat_id)
             .await
-            .map_err(|e| AgentError::Retryable(e.to_string()))?;
+            .map_err(|e| match e {
+                WorkspaceError::ArchiveDamaged(damage) => AgentError::WorkspaceDamaged(damage),
+                e => AgentError::Retryable(e.to_string()),
+            })?;
         self.write_system_prompt(&home, &request)
             .await
             .map_err(|e| AgentError::Retryable(format!("writing the system prompt: {e}")))?;
@@ -447,13 +450,8 @@ impl Agent for RunnerAgent {
             if let Ok(mut prompts) = self.written_prompts.lock() {
                 prompts.remove(chat_id);
             }
-            let home = self
-                .workspaces
-                .ensure_home(chat_id)
-                .await
-                .map_err(|e| AgentError::Retryable(e.to_string()))?;
             self.workspaces
-                .stop(chat_id, &home)
+                .stop(chat_id)
                 .await
                 .map_err(|e| AgentError::Retryable(e.to_string()))
         })

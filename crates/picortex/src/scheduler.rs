@@ -38,6 +38,8 @@ pub struct Scheduler {
     running: AtomicUsize,
     /// `gateway.chat_daily_budget_usd` (0: unlimited).
     daily_budget_usd: f64,
+    /// The owner's handle, told in their DM when a chat's workspace is found damaged.
+    owner: Option<String>,
 }
 
 impl Scheduler {
@@ -52,6 +54,7 @@ impl Scheduler {
         wake: Arc<Notify>,
         outbox_wake: Arc<Notify>,
         daily_budget_usd: f64,
+        owner: Option<String>,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -64,6 +67,7 @@ impl Scheduler {
             outbox_wake,
             running: AtomicUsize::new(0),
             daily_budget_usd,
+            owner,
         })
     }
 
@@ -159,7 +163,76 @@ impl Scheduler {
         }
     }
 
+    /// Fails the turn of a chat whose archived workspace is damaged, with a notice in the chat,
+    /// in one transaction that (given the damage just found) marks the chat failed and, the
+    /// first time, tells the owner in their DM. A chat already failed is not restored again:
+    /// the owner repairs or destroys it.
+    async fn fail_damaged(&self, work: &TurnWork, damage: Option<String>) -> StoreResult<bool> {
+        let notice = format!(
+            "I can't open this conversation's workspace: its archive is damaged, so I've kept it \
+             as it is for the owner to look at. (request id {})",
+            work.request_id
+        );
+        let (w, owner) = (work.clone(), self.owner.clone());
+        let told = self
+            .store
+            .write(move |c| {
+                let error = damage.clone().unwrap_or_else(|| {
+                    "the chat is failed: its archive is damaged (not restored again)".into()
+                });
+                if !turns::fail(c, &w, &error, &notice)? {
+                    return Ok(false);
+                }
+                let Some(damage) = damage else {
+                    return Ok(false);
+                };
+                if !crate::lifecycle::mark_failed_in(c, &w.chat_id, "picortex", &damage)? {
+                    return Ok(false);
+                }
+                let Some(dm) = owner
+                    .map(|owner| crate::store::gate::owner_dm(c, &owner))
+                    .transpose()?
+                    .flatten()
+                    .filter(|dm| *dm != w.chat_id)
+                else {
+                    return Ok(false);
+                };
+                let text = format!(
+                    "Heads up: a message came to the chat {chat}, but its archived workspace is \
+                     damaged ({damage}). I left the archive as it is and marked the chat failed; \
+                     its messages get an apology until you repair the archive and run \
+                     `picortex chat restore {chat}`, or start it afresh with \
+                     `picortex chat destroy {chat}`.",
+                    chat = w.chat_id
+                );
+                crate::store::outbox::enqueue(
+                    c,
+                    &dm,
+                    None,
+                    &OutgoingMessage {
+                        text,
+                        reply_to: None,
+                        attachments: Vec::new(),
+                    },
+                    "archive-notice",
+                    crate::store::now_ms(),
+                )?;
+                Ok(true)
+            })
+            .await?;
+        Metrics::inc(&self.metrics.turns_failed);
+        self.outbox_wake.notify_one();
+        Ok(told)
+    }
+
     async fn run_turn(&self, work: TurnWork) {
+        if work.chat_failed {
+            match self.fail_damaged(&work, None).await {
+                Ok(_) => tracing::info!(status = "failed", "turn refused: the chat is failed"),
+                Err(e) => tracing::error!(error = %e, "could not record a turn's outcome"),
+            }
+            return;
+        }
         if let Some(text) = self.budget_used_up(&work.chat_id).await {
             let message = OutgoingMessage {
                 text,
@@ -237,6 +310,14 @@ impl Scheduler {
                         .await
                         .map(|_| "done")
                 }
+            }
+            Err(AgentError::WorkspaceDamaged(damage)) => {
+                tracing::error!(error = %damage, "the chat's archive is damaged");
+                match self.fail_damaged(&work, Some(damage)).await {
+                    Ok(told) => tracing::info!(owner_told = told, "chat marked failed"),
+                    Err(e) => tracing::error!(error = %e, "could not record a turn's outcome"),
+                }
+                return;
             }
             Err(AgentError::Retryable(e)) if work.attempt < MAX_TURN_ATTEMPTS => {
                 tracing::warn!(error = %e, "turn failed, retrying once");

@@ -35,6 +35,9 @@ pub struct AppState {
     pub frontend_log_bucket: TokenBucket,
     /// The owner's API bearer token; `None` turns the API off.
     pub api_token: Option<String>,
+    /// For the owner's lifecycle transitions (`POST /api/chats/{id}/lifecycle`).
+    pub agent: Arc<dyn crate::agent::Agent>,
+    pub workspaces: crate::workspace::Workspaces,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -46,6 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/health", get(health))
         .route("/api/chats/{chat_id}/decisions", get(chat_decisions))
+        .route("/api/chats/{chat_id}/lifecycle", post(chat_lifecycle))
         .route(
             "/api/frontend-log",
             post(frontend_log).layer(DefaultBodyLimit::max(FRONTEND_LOG_LIMIT)),
@@ -238,6 +242,134 @@ async fn chat_decisions(
             tracing::error!(error = %e, "reading decisions");
             json_error(StatusCode::SERVICE_UNAVAILABLE, "could not read the store")
         }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LifecycleRequest {
+    action: LifecycleAction,
+}
+
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum LifecycleAction {
+    Hibernate,
+    Archive,
+    Restore,
+    Destroy,
+}
+
+/// `POST /api/chats/{chat_id}/lifecycle` with `{"action": "hibernate" | "archive" | "restore" |
+/// "destroy"}`: the owner's transitions (`picortex chat …` calls this), done by the daemon
+/// because it holds the chat's locks. Answers the outcome and the chat's state after it; 409
+/// when a turn is in progress, 422 when the archive is damaged, 500 when the workspace failed.
+async fn chat_lifecycle(
+    State(app): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path(chat_id): axum::extract::Path<String>,
+    body: Result<Json<LifecycleRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    use crate::lifecycle::{self, Archival, Destruction, Hibernation, Restoral};
+    if let Some(denied) = denial(&app, &headers) {
+        return denied;
+    }
+    let action = match body {
+        Ok(Json(request)) => request.action,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.body_text()),
+    };
+    let id = chat_id.clone();
+    match app
+        .store
+        .read(move |c| crate::store::messages::chat_exists(c, &id))
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return json_error(StatusCode::NOT_FOUND, "no such chat"),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the chat");
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, "could not read the store");
+        }
+    }
+    let (store, agent, workspaces) = (&app.store, app.agent.as_ref(), &app.workspaces);
+    let busy = || (StatusCode::CONFLICT, "busy", None);
+    let outcome = match action {
+        LifecycleAction::Hibernate => lifecycle::hibernate(store, agent, &chat_id, "owner-api")
+            .await
+            .map(|h| match h {
+                Hibernation::Done => (StatusCode::OK, "hibernated", None),
+                Hibernation::AlreadyAsleep => (StatusCode::OK, "unchanged", None),
+                Hibernation::Busy => busy(),
+            }),
+        LifecycleAction::Archive => {
+            lifecycle::archive(store, agent, workspaces, &chat_id, "owner-api")
+                .await
+                .map(|a| match a {
+                    Archival::Done(path) => (
+                        StatusCode::OK,
+                        "archived",
+                        path.map(|p| p.display().to_string()),
+                    ),
+                    Archival::AlreadyArchived => (StatusCode::OK, "unchanged", None),
+                    Archival::Busy => busy(),
+                    Archival::Failed(e) => (StatusCode::INTERNAL_SERVER_ERROR, "failed", Some(e)),
+                })
+        }
+        LifecycleAction::Restore => lifecycle::restore(store, workspaces, &chat_id, "owner-api")
+            .await
+            .map(|r| match r {
+                Restoral::Done(home) => {
+                    (StatusCode::OK, "restored", Some(home.display().to_string()))
+                }
+                Restoral::Damaged(e) => (StatusCode::UNPROCESSABLE_ENTITY, "damaged", Some(e)),
+                Restoral::Failed(e) => (StatusCode::INTERNAL_SERVER_ERROR, "failed", Some(e)),
+            }),
+        LifecycleAction::Destroy => {
+            lifecycle::destroy(store, agent, workspaces, &chat_id, "owner-api")
+                .await
+                .map(|d| match d {
+                    Destruction::Done { existed: true } => (StatusCode::OK, "destroyed", None),
+                    Destruction::Done { existed: false } => (StatusCode::OK, "unchanged", None),
+                    Destruction::Busy => busy(),
+                    Destruction::Failed(e) => {
+                        (StatusCode::INTERNAL_SERVER_ERROR, "failed", Some(e))
+                    }
+                })
+        }
+    };
+    let (status, outcome, detail) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::error!(error = %e, "lifecycle transition");
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, "could not write the store");
+        }
+    };
+    let id = chat_id.clone();
+    let state = app
+        .store
+        .read(move |c| lifecycle::state_of(c, &id))
+        .await
+        .ok()
+        .flatten();
+    let body = serde_json::json!({
+        "chat_id": chat_id, "outcome": outcome, "state": state, "detail": detail,
+    });
+    if status.is_success() {
+        Json(body).into_response()
+    } else {
+        let message = match (outcome, &detail) {
+            ("busy", _) => "the chat is answering a message; try again when it has".to_owned(),
+            (_, Some(detail)) => detail.clone(),
+            (other, None) => other.to_owned(),
+        };
+        (
+            status,
+            Json(serde_json::json!({
+                "error": {"status": status.as_u16(), "message": message},
+                "chat_id": body["chat_id"], "outcome": outcome, "state": body["state"],
+            })),
+        )
+            .into_response()
     }
 }
 

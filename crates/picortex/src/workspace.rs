@@ -172,8 +172,73 @@ impl Workspaces {
                 .unwrap_or_default();
             let report = picortex_sandbox::archive::archive_home(&home, &archive_dir, &name)
                 .map_err(archive_err)?;
-            std::fs::remove_dir_all(&home).map_err(io_err(&home))?;
+            picortex_sandbox::archive::remove_home(&home).map_err(archive_err)?;
             Ok(Some(report.archive))
+        })
+        .await
+        .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?
+    }
+
+    /// Removes the chat's archive when its home is here too (a crash between archiving and
+    /// removing the home, or between restoring and removing the archive): a home under its own
+    /// name is always complete, so the archive is a stale copy.
+    fn drop_stale_local_archive(&self, chat_id: &str, home: &Path) -> Result<(), WorkspaceError> {
+        let (Some(archive_dir), Some(name)) = (&self.archive_dir, home.file_name()) else {
+            return Ok(());
+        };
+        let archive = picortex_sandbox::archive::archive_path(archive_dir, &name.to_string_lossy());
+        if archive.symlink_metadata().is_ok()
+            && picortex_sandbox::archive::read_marker(&archive)
+                .ok()
+                .flatten()
+                .as_deref()
+                == Some(chat_id)
+        {
+            std::fs::remove_file(&archive).map_err(io_err(&archive))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the chat's workspace for good: its processes, home and archive (and with the
+    /// helper its user, group and cgroup). Its next message starts a fresh home. Returns whether
+    /// there was anything to remove. Holds the chat's [`Self::home_lock`].
+    pub async fn destroy(&self, chat_id: &str) -> Result<bool, WorkspaceError> {
+        let lock = self.home_lock(chat_id);
+        let _held = lock.lock().await;
+        if let Ok(mut cache) = self.provisioned.lock() {
+            cache.remove(chat_id);
+        }
+        if let Some(helper) = &self.helper {
+            let id = chat_id.to_owned();
+            return helper
+                .call(move |client| client.destroy(&id))
+                .await
+                .map_err(helper_err);
+        }
+        let this = self.clone();
+        let chat_id = chat_id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut existed = false;
+            if let Some(home) = this.find_local_home(&chat_id)? {
+                // A tmux server that is already gone is fine.
+                let _ = Tmux::for_home(&home).kill_server();
+                picortex_sandbox::archive::remove_home(&home).map_err(archive_err)?;
+                existed = true;
+            }
+            if let Some(archive_dir) = &this.archive_dir {
+                for n in 0..=picortex_sandbox::ids::MAX_SUFFIX {
+                    let name = picortex_sandbox::ids::chat_name_with_suffix(&chat_id, n);
+                    let archive = picortex_sandbox::archive::archive_path(archive_dir, &name);
+                    if archive.symlink_metadata().is_ok()
+                        && picortex_sandbox::archive::read_marker(&archive)
+                            .map_or(true, |m| m.as_deref() == Some(chat_id.as_str()))
+                    {
+                        std::fs::remove_file(&archive).map_err(io_err(&archive))?;
+                        existed = true;
+                    }
+                }
+            }
+            Ok(existed)
         })
         .await
         .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?
@@ -184,13 +249,8 @@ impl Workspaces {
         if self.archive_dir.is_none() {
             return Ok(None);
         }
-        let base = chat_dir_name(chat_id);
-        for n in 0..100u32 {
-            let name = if n == 0 {
-                base.clone()
-            } else {
-                format!("{base}-{n}")
-            };
+        for n in 0..=picortex_sandbox::ids::MAX_SUFFIX {
+            let name = picortex_sandbox::ids::chat_name_with_suffix(chat_id, n);
             let home = self.root.join(&name);
             if home.symlink_metadata().is_ok() {
                 continue;
@@ -204,13 +264,10 @@ impl Workspaces {
 
     /// The chat's existing home (by its marker), without making one.
     fn find_local_home(&self, chat_id: &str) -> Result<Option<PathBuf>, WorkspaceError> {
-        let base = chat_dir_name(chat_id);
-        for n in 0..100u32 {
-            let home = self.root.join(if n == 0 {
-                base.clone()
-            } else {
-                format!("{base}-{n}")
-            });
+        for n in 0..=picortex_sandbox::ids::MAX_SUFFIX {
+            let home = self
+                .root
+                .join(picortex_sandbox::ids::chat_name_with_suffix(chat_id, n));
             let marker = home.join(".picortex").join("chat_id");
             match std::fs::read_to_string(&marker) {
                 Ok(owner) if owner == chat_id => return Ok(Some(home)),
@@ -387,17 +444,15 @@ impl Workspaces {
     /// files.
     fn ensure_local_home(&self, chat_id: &str) -> Result<PathBuf, WorkspaceError> {
         std::fs::create_dir_all(&self.root).map_err(io_err(&self.root))?;
-        let base = chat_dir_name(chat_id);
-        for n in 0..100u32 {
-            let name = if n == 0 {
-                base.clone()
-            } else {
-                format!("{base}-{n}")
-            };
+        for n in 0..=picortex_sandbox::ids::MAX_SUFFIX {
+            let name = picortex_sandbox::ids::chat_name_with_suffix(chat_id, n);
             let home = self.root.join(name);
             let marker = home.join(".picortex").join("chat_id");
             match std::fs::read_to_string(&marker) {
-                Ok(owner) if owner == chat_id => return Ok(home),
+                Ok(owner) if owner == chat_id => {
+                    self.drop_stale_local_archive(chat_id, &home)?;
+                    return Ok(home);
+                }
                 Ok(_) => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     if home.exists() && home.join(".picortex").exists() {
@@ -525,8 +580,9 @@ impl Workspaces {
     }
 
     /// Stops a chat's tmux server (and with it the runner and agent); in the sandbox, the
-    /// chat's whole jail.
-    pub async fn stop(&self, chat_id: &str, home: &Path) -> Result<(), WorkspaceError> {
+    /// chat's whole jail. A chat without a home (archived, destroyed, never made) has nothing
+    /// running, and is not restored or made for this.
+    pub async fn stop(&self, chat_id: &str) -> Result<(), WorkspaceError> {
         if let Some(helper) = &self.helper {
             let id = chat_id.to_owned();
             helper
@@ -535,11 +591,16 @@ impl Workspaces {
                 .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?;
             return Ok(());
         }
-        let tmux = Tmux::for_home(home);
-        tokio::task::spawn_blocking(move || tmux.kill_server())
-            .await
-            .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?
-            .map_err(WorkspaceError::from)
+        let this = self.clone();
+        let chat_id = chat_id.to_owned();
+        tokio::task::spawn_blocking(move || match this.find_local_home(&chat_id)? {
+            Some(home) => Tmux::for_home(&home)
+                .kill_server()
+                .map_err(WorkspaceError::from),
+            None => Ok(()),
+        })
+        .await
+        .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?
     }
 }
 

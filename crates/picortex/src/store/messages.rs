@@ -126,11 +126,13 @@ fn record_inbound(
     request_id: &str,
     now: i64,
 ) -> StoreResult<IngestOutcome> {
-    // A message to a hibernated or archived chat wakes it (its turn restores the home and
-    // starts the runner again).
+    // A message to a sleeping, archived or destroyed chat (or one on its way there) wakes it:
+    // its turn restores or makes the home and starts the runner again. A `failed` chat waits
+    // for its owner.
     let woken = conn
         .prepare_cached(
-            "UPDATE chats SET state = 'active' WHERE id = ?1 AND state IN ('hibernated', 'archived')",
+            "UPDATE chats SET state = 'active' WHERE id = ?1 AND state IN
+             ('hibernating', 'hibernated', 'archiving', 'archived', 'destroyed')",
         )?
         .execute([&m.chat_id])?;
     if woken > 0 {

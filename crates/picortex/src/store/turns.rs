@@ -60,6 +60,8 @@ pub struct TurnWork {
     pub turn_id: i64,
     pub chat_id: String,
     pub is_group: bool,
+    /// The chat's archive was found damaged (`failed`): the turn gets a notice, not a restore.
+    pub chat_failed: bool,
     pub request_id: String,
     pub attempt: i64,
     pub messages: Vec<PromptMessage>,
@@ -92,7 +94,7 @@ pub fn claim_runnable(conn: &Connection, limit: usize) -> StoreResult<Vec<TurnWo
     }
     let now = now_ms();
     let mut stmt = conn.prepare_cached(
-        "SELECT t.id, t.chat_id, t.request_id, t.attempts, c.is_group
+        "SELECT t.id, t.chat_id, t.request_id, t.attempts, c.is_group, c.state = 'failed'
          FROM turns t JOIN chats c ON c.id = t.chat_id
          WHERE t.status = 'queued'
            AND NOT EXISTS (SELECT 1 FROM turns r WHERE r.chat_id = t.chat_id AND r.status = 'running')
@@ -118,8 +120,8 @@ pub fn claim_runnable(conn: &Connection, limit: usize) -> StoreResult<Vec<TurnWo
     Ok(claimed)
 }
 
-/// A turn from a row of `id, chat_id, request_id, attempts, is_group`; `attempt` is the attempts
-/// so far, and the messages are loaded separately.
+/// A turn from a row of `id, chat_id, request_id, attempts, is_group, state = 'failed'`;
+/// `attempt` is the attempts so far, and the messages are loaded separately.
 fn turn_work(r: &rusqlite::Row<'_>) -> rusqlite::Result<TurnWork> {
     Ok(TurnWork {
         turn_id: r.get(0)?,
@@ -127,6 +129,7 @@ fn turn_work(r: &rusqlite::Row<'_>) -> rusqlite::Result<TurnWork> {
         request_id: r.get(2)?,
         attempt: r.get(3)?,
         is_group: r.get(4)?,
+        chat_failed: r.get(5)?,
         messages: Vec::new(),
         participants: Vec::new(),
         context: Vec::new(),
@@ -265,8 +268,8 @@ pub fn recover_interrupted(conn: &Connection) -> StoreResult<(usize, usize)> {
     .execute([MAX_TURN_RESTARTS],
     )?;
     let mut stmt = conn.prepare(
-        "SELECT t.id, t.chat_id, t.request_id, t.attempts, c.is_group FROM turns t
-         JOIN chats c ON c.id = t.chat_id WHERE t.status = 'running'",
+        "SELECT t.id, t.chat_id, t.request_id, t.attempts, c.is_group, c.state = 'failed'
+         FROM turns t JOIN chats c ON c.id = t.chat_id WHERE t.status = 'running'",
     )?;
     let doomed = stmt
         .query_map([], turn_work)?
