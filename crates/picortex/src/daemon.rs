@@ -97,6 +97,11 @@ async fn start_inner(
     };
     let workspaces = Workspaces::with_isolation(&config.workspace_root, &isolation)
         .with_archive_dir(config.lifecycle.archive_dir(&config.data_dir));
+    match workspaces.sweep_leftovers().await {
+        Ok(names) if names.is_empty() => {}
+        Ok(names) => tracing::warn!(?names, "removed what interrupted transitions left"),
+        Err(e) => tracing::warn!(error = %e, "could not clean up after interrupted transitions"),
+    }
     let agent: Arc<dyn Agent> = match (agent, config.agent) {
         (Some(agent), _) => agent,
         (None, AgentKind::Echo) => Arc::new(EchoAgent),

@@ -199,6 +199,21 @@ impl Workspaces {
         Ok(())
     }
 
+    /// At start-up without the helper (which does its own): removes what transitions a crash
+    /// cut short left beside the homes and archives ([`picortex_sandbox::archive::sweep_leftovers`]).
+    pub async fn sweep_leftovers(&self) -> Result<Vec<String>, WorkspaceError> {
+        if self.helper.is_some() {
+            return Ok(Vec::new());
+        }
+        let (root, archive_dir) = (self.root.clone(), self.archive_dir.clone());
+        tokio::task::spawn_blocking(move || {
+            picortex_sandbox::archive::sweep_leftovers(&root, archive_dir.as_deref())
+                .map_err(archive_err)
+        })
+        .await
+        .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?
+    }
+
     /// Removes the chat's workspace for good: its processes, home and archive (and with the
     /// helper its user, group and cgroup). Its next message starts a fresh home. Returns whether
     /// there was anything to remove. Holds the chat's [`Self::home_lock`].

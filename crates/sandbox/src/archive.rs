@@ -459,6 +459,52 @@ pub fn remove_home(home: &Path) -> Result<(), ArchiveError> {
     remove(&aside)
 }
 
+/// Removes what crashed transitions left behind: `.<name>.removing` and `.<name>.restoring`
+/// directories beneath the homes' `root`, and `.<name>.tar.zst.partial` files in `archive_dir`.
+/// Only for start-up, when no transition is in progress. Returns the home names whose removal
+/// or restore was cut short (their accounts may be left over too).
+pub fn sweep_leftovers(
+    root: &Path,
+    archive_dir: Option<&Path>,
+) -> Result<Vec<String>, ArchiveError> {
+    let mut interrupted = Vec::new();
+    let hidden = |dir: &Path| -> Result<Vec<(PathBuf, String)>, ArchiveError> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("listing", dir)(e)),
+        };
+        Ok(entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.strip_prefix('.')?.to_owned();
+                Some((e.path(), name))
+            })
+            .collect())
+    };
+    for (path, name) in hidden(root)? {
+        let Some(home) = name
+            .strip_suffix(".removing")
+            .or_else(|| name.strip_suffix(".restoring"))
+        else {
+            continue;
+        };
+        // Never follow a symlink someone planted under a leftover's name.
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            fs::remove_dir_all(&path).map_err(io_err("removing leftover", &path))?;
+            interrupted.push(home.to_owned());
+        }
+    }
+    if let Some(dir) = archive_dir {
+        for (path, name) in hidden(dir)? {
+            if name.ends_with(&format!("{ARCHIVE_SUFFIX}.partial")) {
+                fs::remove_file(&path).map_err(io_err("removing leftover", &path))?;
+            }
+        }
+    }
+    Ok(interrupted)
+}
+
 /// Who owns the restored home when restoring as root: files owned by the archived home's own
 /// uid (gid) are given `uid` (`gid`), others keep theirs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -193,6 +193,22 @@ impl Provisioner {
         Ok(())
     }
 
+    /// At start-up: removes what transitions cut short by a crash left behind
+    /// ([`archive::sweep_leftovers`]), and the accounts of homes whose removal or restore was
+    /// interrupted and that are not there now (a restore makes its account again). Returns the
+    /// names it cleaned up after.
+    pub fn sweep_leftovers(&self) -> Result<Vec<String>, HelperError> {
+        let names = archive::sweep_leftovers(&self.root, self.archive_dir.as_deref())
+            .map_err(archive_error)?;
+        let _accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        for name in &names {
+            if ids::validate_chat_name(name).is_ok() && !self.root.join(name).exists() {
+                remove_account(name)?;
+            }
+        }
+        Ok(names)
+    }
+
     /// Removes every archive of the chat (under any of its names); whether there was one.
     /// Destroying a chat uses it: an archive left behind would bring the chat back.
     pub fn discard_archives(&self, chat_id: &str) -> Result<bool, HelperError> {

@@ -218,6 +218,14 @@ impl Server {
             .map_err(sys("listening on"))?;
         let provisioner =
             Provisioner::new(&config.workspace_root).with_archive_dir(config.archive_dir.clone());
+        // Nothing is in progress before the first request: what a killed helper left is junk.
+        match provisioner.sweep_leftovers() {
+            Ok(names) if names.is_empty() => {}
+            Ok(names) => tracing::warn!(?names, "removed what interrupted transitions left"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not clean up after interrupted transitions")
+            }
+        }
         Ok(Self {
             listener,
             state: Arc::new(State {
