@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -88,69 +87,15 @@ async fn thirty_percent_server_errors_still_one_reply_each() {
     println!("outbox-level retries: {retries}");
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// Writes a TOML config for a daemon child process; `extra` is appended verbatim.
-fn write_config(sim: &Sim, data: &std::path::Path, port: u16, extra: &str) -> std::path::PathBuf {
-    let config = daemon_config(sim, data);
-    let path = data.join("picortex.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "port = {port}\ndata_dir = {:?}\n{extra}\n[linq]\napi_key = {:?}\nbase_url = {:?}\nwebhook_secret = {:?}\nphone = {:?}\n[outbox]\nbackoff_base_ms = 50\nbackoff_max_ms = 1000\nmax_attempts = 50\n",
-            data.display().to_string(),
-            config.linq.api_key,
-            config.linq.base_url,
-            config.linq.webhook_secret,
-            BOT_LINE,
-        ),
-    )
-    .unwrap();
-    path
-}
-
-struct Child {
-    child: tokio::process::Child,
-}
-
-fn spawn_daemon(config_path: &std::path::Path) -> Child {
-    let child = tokio::process::Command::new(picortex_bin())
-        .arg("serve")
-        .arg("--config")
-        .arg(config_path)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn picortex serve");
-    Child { child }
-}
-
-impl Child {
-    async fn sigkill(&mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = self.child.wait().await;
-    }
-}
-
 #[tokio::test]
 async fn sigkill_during_a_burst_loses_nothing_and_doubles_nothing() {
     // A port for the daemon that stays the same across restarts.
     let port = free_port();
     let sim = Sim::start(&format!("http://127.0.0.1:{port}/api/linq/inbound")).await;
     let data = tempfile::tempdir().unwrap();
-    let config_path = write_config(&sim, data.path(), port, "");
+    let config_path = write_daemon_config(&sim, data.path(), port, "");
 
-    let mut daemon = spawn_daemon(&config_path);
+    let mut daemon = DaemonProcess::spawn(&config_path);
     let mut sent: HashMap<String, Vec<String>> = HashMap::new();
     let mut kills = 0;
     for i in 0..200 {
@@ -164,7 +109,7 @@ async fn sigkill_during_a_burst_loses_nothing_and_doubles_nothing() {
             daemon.sigkill().await;
             kills += 1;
             tokio::time::sleep(Duration::from_millis(100)).await;
-            daemon = spawn_daemon(&config_path);
+            daemon = DaemonProcess::spawn(&config_path);
         }
     }
     assert!(kills >= 4, "the test killed the daemon {kills} times");
@@ -203,8 +148,8 @@ async fn daemon_sigkilled_mid_turn_collects_the_runners_result_once() {
         root.display().to_string(),
         runner_bin().display().to_string(),
     );
-    let config_path = write_config(&sim, data.path(), port, &extra);
-    let mut daemon = spawn_daemon(&config_path);
+    let config_path = write_daemon_config(&sim, data.path(), port, &extra);
+    let mut daemon = DaemonProcess::spawn(&config_path);
     let (chat, _) = sim.dm("+15551239999", "do not lose me").await;
     let home = chat_home(&root, &chat);
     eventually(Duration::from_secs(30), "the agent to start", || async {
@@ -212,7 +157,7 @@ async fn daemon_sigkilled_mid_turn_collects_the_runners_result_once() {
     })
     .await;
     daemon.sigkill().await;
-    let mut daemon = spawn_daemon(&config_path);
+    let mut daemon = DaemonProcess::spawn(&config_path);
     let replies = eventually(Duration::from_secs(30), "the reply", || async {
         let r = sim.bot_messages(&chat).await;
         (!r.is_empty()).then_some(r)

@@ -232,9 +232,9 @@ async fn a_message_arriving_while_the_chat_is_archived_gets_exactly_one_reply() 
         .collect();
     std::fs::write(home.join("noise.bin"), &noise).unwrap();
 
-    // `archived` is recorded before the home is written out: send right then.
+    // `archiving` is recorded before the home is written out: send right then.
     eventually(WAIT, "the archive to start", || async {
-        (state(&stack, &chat).await == "archived").then_some(())
+        (state(&stack, &chat).await == "archiving").then_some(())
     })
     .await;
     let mid_archive = home.exists();

@@ -361,3 +361,71 @@ pub fn use_claude_agent(config: &mut Config, workspace_root: &Path, claude: &Pat
     config.isolation.helper_bin = Some(sandbox_bin());
     config.workspace_root = workspace_root.to_owned();
 }
+
+/// A loopback port free right now (for a daemon child process that must keep its port across
+/// restarts).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Writes a TOML config for a daemon child process pointing at `sim`, its data under `data`;
+/// `extra` is inserted verbatim before the `[linq]` section (top-level keys, then sections).
+pub fn write_daemon_config(sim: &Sim, data: &Path, port: u16, extra: &str) -> PathBuf {
+    let config = daemon_config(sim, data);
+    let path = data.join("picortex.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "port = {port}\ndata_dir = {:?}\n{extra}\n[linq]\napi_key = {:?}\nbase_url = {:?}\nwebhook_secret = {:?}\nphone = {:?}\n[outbox]\nbackoff_base_ms = 50\nbackoff_max_ms = 1000\nmax_attempts = 50\n",
+            data.display().to_string(),
+            config.linq.api_key,
+            config.linq.base_url,
+            config.linq.webhook_secret,
+            BOT_LINE,
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `picortex serve` as a child process, for tests that SIGKILL it. Its log is appended to
+/// `daemon.log` beside the config file.
+pub struct DaemonProcess {
+    child: tokio::process::Child,
+}
+
+impl DaemonProcess {
+    pub fn spawn(config_path: &Path) -> DaemonProcess {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(config_path.with_file_name("daemon.log"))
+            .unwrap();
+        let child = tokio::process::Command::new(picortex_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(config_path)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn picortex serve");
+        DaemonProcess { child }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    pub async fn sigkill(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.child.wait().await;
+    }
+}
