@@ -251,3 +251,90 @@ fn as_root_archiving_refuses_without_space() {
     assert!(matches!(error, ArchiveError::NoSpace { .. }), "{error}");
     assert!(home.exists());
 }
+
+fn mark(home: &Path, chat_id: &str) {
+    fs::create_dir_all(home.join(".picortex")).unwrap();
+    fs::write(home.join(".picortex/chat_id"), chat_id).unwrap();
+}
+
+#[test]
+fn archiving_again_after_a_crash_replaces_the_chats_own_archive_but_never_anothers() {
+    let dir = tempfile::tempdir().unwrap();
+    let archives = dir.path().join("archive");
+    fs::create_dir(&archives).unwrap();
+    let home = dir.path().join("chat-00003333");
+    build_home(&home);
+    mark(&home, "chat-a");
+    archive_home(&home, &archives, "chat-00003333").unwrap();
+    // A crash came before the home was removed: the same chat archives again, newer files and all.
+    fs::write(home.join("later.txt"), b"written after the first archive\n").unwrap();
+    let report = archive_home(&home, &archives, "chat-00003333").unwrap();
+    let restored = dir.path().join("restored");
+    restore_home(&report.archive, &restored, None).unwrap();
+    assert_eq!(
+        fs::read(restored.join("later.txt")).unwrap(),
+        b"written after the first archive\n"
+    );
+    println!(
+        "PASS: archiving again after a crash replaces the chat's own archive with the newer home"
+    );
+
+    // Another chat's home under a colliding name must not overwrite the first chat's archive.
+    let other = dir.path().join("other/chat-00003333");
+    build_home(&other);
+    mark(&other, "chat-b");
+    let error = archive_home(&other, &archives, "chat-00003333").unwrap_err();
+    assert!(matches!(error, ArchiveError::Conflict(_)), "{error}");
+    assert_eq!(
+        picortex_sandbox::archive::read_marker(&report.archive)
+            .unwrap()
+            .as_deref(),
+        Some("chat-a")
+    );
+    println!("PASS: another chat's archive under the same name is refused, not replaced");
+}
+
+#[test]
+fn a_removal_or_restore_cut_short_leaves_nothing_under_the_homes_name_and_is_swept() {
+    use picortex_sandbox::archive::{remove_home, sweep_leftovers};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("homes");
+    let archives = dir.path().join("archive");
+    fs::create_dir_all(&root).unwrap();
+    fs::create_dir(&archives).unwrap();
+    let home = root.join("chat-00004444");
+    build_home(&home);
+    remove_home(&home).unwrap();
+    assert_eq!(fs::read_dir(&root).unwrap().count(), 0, "nothing left");
+    remove_home(&home).unwrap();
+    println!("PASS: a home is removed whole, and removing a missing one is fine");
+
+    // What killed transitions leave: a home moved aside, a half-unpacked restore, a partial
+    // archive; and a planted symlink under a leftover's name, which is not followed.
+    build_home(&root.join(".chat-00004444.removing"));
+    build_home(&root.join(".chat-00005555.restoring"));
+    fs::write(archives.join(".chat-00006666.tar.zst.partial"), b"half").unwrap();
+    let target = dir.path().join("precious");
+    build_home(&target);
+    symlink(&target, root.join(".chat-00007777.removing")).unwrap();
+    let mut swept = sweep_leftovers(&root, Some(&archives)).unwrap();
+    swept.sort();
+    assert_eq!(swept, vec!["chat-00004444", "chat-00005555"]);
+    let left: Vec<_> = fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        vec![".chat-00007777.removing"],
+        "only the symlink is left"
+    );
+    assert!(
+        target.join("README.md").exists(),
+        "the symlink was not followed"
+    );
+    assert_eq!(fs::read_dir(&archives).unwrap().count(), 0);
+    println!(
+        "PASS: start-up sweeps moved-aside homes, staging directories and partial archives, following no symlink"
+    );
+}
