@@ -244,6 +244,78 @@ async fn a_damaged_archive_fails_the_chat_tells_the_owner_once_and_destroy_start
     println!("PASS: after destroy, the next message starts a fresh workspace and is answered");
 }
 
+#[tokio::test]
+async fn messages_arriving_while_a_chat_is_restored_are_all_answered_once() {
+    if !have_tmux() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(root.path().to_owned());
+    let archive_dir = root.path().join("archive");
+    let stack = Stack::start_with(|c| {
+        use_command_agent(c, root.path(), &["cat"]);
+        c.api_token = Some(TOKEN.into());
+        c.lifecycle.archive_dir = Some(archive_dir.clone());
+    })
+    .await;
+    let base = stack.daemon.base_url();
+    let texter = "+15551250006";
+    let (chat, _) = stack.sim.dm(texter, "hello").await;
+    assert_eq!(replies(&stack.sim, &chat, 1).await, vec!["hello"]);
+    let home = chat_home(root.path(), &chat);
+    let name = home.file_name().unwrap().to_string_lossy().into_owned();
+    let staging = root.path().join(format!(".{name}.restoring"));
+    let noise = fill_home(&home, 48 << 20);
+    let (status, body) = lifecycle(&base, &chat, "archive", TOKEN).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("archived")),
+        "{body}"
+    );
+
+    stack
+        .sim
+        .text(json!({"from": texter, "chat_id": chat, "text": "first"}))
+        .await;
+    let during = eventually(WAIT, "the restore to start", || async {
+        if staging.exists() {
+            Some(true)
+        } else {
+            home.exists().then_some(false)
+        }
+    })
+    .await;
+    for text in ["second", "third"] {
+        stack
+            .sim
+            .text(json!({"from": texter, "chat_id": chat, "text": text}))
+            .await;
+    }
+    // Messages that arrive while a turn runs are answered together by the next turn.
+    let answered = eventually(WAIT, "all three answered", || async {
+        let all = replies(&stack.sim, &chat, 1).await.join("\n");
+        ["first", "second", "third"]
+            .iter()
+            .all(|t| all.contains(t))
+            .then_some(all)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let all = replies(&stack.sim, &chat, 1).await.join("\n");
+    assert_eq!(all, answered, "nothing more arrived");
+    for text in ["first", "second", "third"] {
+        assert_eq!(
+            all.matches(text).count(),
+            1,
+            "{text} answered once: {all:?}"
+        );
+    }
+    assert_eq!(digest(&home.join("noise.bin")), Some(noise));
+    println!(
+        "PASS: two messages sent while the chat was being restored (caught unpacking: {during}) were queued and answered, each once"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chat_commands_move_a_chat_through_every_state() {
     if !have_tmux() {
