@@ -372,7 +372,7 @@ impl Workspaces {
                 let (fd, _size) = helper
                     .call(move |client| client.open_file(&id, &path))
                     .await
-                    .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?;
+                    .map_err(helper_err)?;
                 std::fs::File::from(fd)
             }
             None => {
@@ -426,7 +426,7 @@ impl Workspaces {
         let (fd, size) = helper
             .call(move |client| client.open_file(&id, &relative))
             .await
-            .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?;
+            .map_err(helper_err)?;
         if size > MAX_BYTES {
             return Err(bad(&format!(
                 "{size} bytes is over the {MAX_BYTES}-byte limit"
@@ -517,7 +517,7 @@ impl Workspaces {
             helper
                 .call(move |client| client.ensure_runner(&id, runner, env, exec_dirs))
                 .await
-                .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?;
+                .map_err(helper_err)?;
             return Ok(());
         }
         let (home, launch) = (home.to_owned(), launch.clone());
@@ -543,7 +543,7 @@ impl Workspaces {
         let fd = helper
             .call(move |client| client.connect_runner(&id))
             .await
-            .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?;
+            .map_err(helper_err)?;
         let stream = std::os::unix::net::UnixStream::from(fd);
         stream
             .set_nonblocking(true)
@@ -569,7 +569,7 @@ impl Workspaces {
             .call(move |client| client.write_file(&id, &path, &contents))
             .await
             .map(drop)
-            .map_err(|e| WorkspaceError::Sandbox(e.to_string()))
+            .map_err(helper_err)
     }
 
     /// Removes a file beneath the chat's home; a missing file is fine.
@@ -591,7 +591,7 @@ impl Workspaces {
             .call(move |client| client.remove_file(&id, &path))
             .await
             .map(drop)
-            .map_err(|e| WorkspaceError::Sandbox(e.to_string()))
+            .map_err(helper_err)
     }
 
     /// Stops a chat's tmux server (and with it the runner and agent); in the sandbox, the
@@ -603,7 +603,7 @@ impl Workspaces {
             helper
                 .call(move |client| client.stop(&id))
                 .await
-                .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?;
+                .map_err(helper_err)?;
             return Ok(());
         }
         let this = self.clone();
