@@ -5,8 +5,8 @@
 //! * the owner API and the `picortex chat …` commands move a chat through every state;
 //! * the daemon SIGKILLed in the middle of hibernating, archiving and restoring, then
 //!   restarted: the chat ends in a consistent state and no message is lost or answered twice;
-//! * as root, the sandbox helper SIGKILLed in the middle of archiving and restoring: the daemon
-//!   starts a new helper and the chat comes through whole.
+//! * as root, the sandbox helper SIGKILLed in the middle of hibernating, archiving and
+//!   restoring: the daemon starts a new helper and the chat comes through whole.
 //!
 //! As root the chats run in the sandbox (their own users, through the helper); without root
 //! the daemon archives its own directories, and the helper test prints SKIP.
@@ -557,6 +557,7 @@ async fn the_sandbox_helper_killed_mid_transition_is_replaced_and_the_chat_comes
         use_command_agent(c, root.path(), &["cat"]);
         c.api_token = Some(TOKEN.into());
         c.lifecycle.archive_dir = Some(archive_dir.clone());
+        c.lifecycle.interval_secs = 1;
     })
     .await;
     let base = stack.daemon.base_url();
@@ -575,6 +576,23 @@ async fn the_sandbox_helper_killed_mid_transition_is_replaced_and_the_chat_comes
     let archive = archive_dir.join(format!("{name}.tar.zst"));
     let staging = root.path().join(format!(".{name}.restoring"));
     let noise = fill_home(&home, 48 << 20);
+
+    // Hibernating: the helper dies as the chat's sandbox is stopped; the lifecycle task
+    // finishes the hibernation on a new helper.
+    let request = tokio::spawn({
+        let (base, chat) = (base.clone(), chat.clone());
+        async move { lifecycle(&base, &chat, "hibernate", TOKEN).await }
+    });
+    wait_for_state(&db, &chat, &["hibernating", "hibernated"]).await;
+    let killed = kill_helper(&socket);
+    let (status, body) = request.await.unwrap();
+    println!("hibernate with the helper ({killed:?}) killed: HTTP {status} {body}");
+    wait_for_state(&db, &chat, &["hibernated"]).await;
+    eventually(WAIT, "the chat's sandbox to stop", || async {
+        (!chat_running(&home)).then_some(())
+    })
+    .await;
+    println!("PASS: helper killed mid-hibernate: the chat ends hibernated, its sandbox stopped");
 
     // Archiving: the helper dies midway; the call fails, the chat is still whole, and the
     // next archive (on a new helper) completes.
