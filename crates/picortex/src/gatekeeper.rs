@@ -407,25 +407,10 @@ impl Gatekeeper {
                 if !gate_store::mark_budget_notice(c, &chat, &day)? {
                     return Ok(false);
                 }
-                let Some(dm) = gate_store::owner_dm(c, &owner)? else {
-                    return Ok(false);
-                };
                 let text = format!(
                     "Heads up: the chat {chat} used its {limit} attention checks for today, so until midnight I'll only answer there when mentioned."
                 );
-                outbox::enqueue(
-                    c,
-                    &dm,
-                    None,
-                    &OutgoingMessage {
-                        text,
-                        reply_to: None,
-                        attachments: Vec::new(),
-                    },
-                    "budget-notice",
-                    now_ms(),
-                )?;
-                Ok(true)
+                gate_store::tell_owner(c, &owner, text, "budget-notice", None)
             })
             .await?;
         if told {

@@ -189,12 +189,7 @@ impl Scheduler {
                 if !crate::lifecycle::mark_failed_in(c, &w.chat_id, "picortex", &damage)? {
                     return Ok(false);
                 }
-                let Some(dm) = owner
-                    .map(|owner| crate::store::gate::owner_dm(c, &owner))
-                    .transpose()?
-                    .flatten()
-                    .filter(|dm| *dm != w.chat_id)
-                else {
+                let Some(owner) = owner else {
                     return Ok(false);
                 };
                 let text = format!(
@@ -205,19 +200,7 @@ impl Scheduler {
                      `picortex chat destroy {chat}`.",
                     chat = w.chat_id
                 );
-                crate::store::outbox::enqueue(
-                    c,
-                    &dm,
-                    None,
-                    &OutgoingMessage {
-                        text,
-                        reply_to: None,
-                        attachments: Vec::new(),
-                    },
-                    "archive-notice",
-                    crate::store::now_ms(),
-                )?;
-                Ok(true)
+                crate::store::gate::tell_owner(c, &owner, text, "archive-notice", Some(&w.chat_id))
             })
             .await?;
         Metrics::inc(&self.metrics.turns_failed);

@@ -278,6 +278,34 @@ pub fn owner_dm(conn: &Connection, owner: &str) -> StoreResult<Option<String>> {
         .optional()?)
 }
 
+/// Queues `text` for the owner in their DM (the most recent one-to-one chat with them), unless
+/// there is none or it is `except_chat` (where the news is told already). Whether it was
+/// queued; the caller wakes the outbox.
+pub fn tell_owner(
+    conn: &Connection,
+    owner: &str,
+    text: String,
+    request_id: &str,
+    except_chat: Option<&str>,
+) -> StoreResult<bool> {
+    let Some(dm) = owner_dm(conn, owner)?.filter(|dm| Some(dm.as_str()) != except_chat) else {
+        return Ok(false);
+    };
+    super::outbox::enqueue(
+        conn,
+        &dm,
+        None,
+        &super::outbox::OutgoingMessage {
+            text,
+            reply_to: None,
+            attachments: Vec::new(),
+        },
+        request_id,
+        now_ms(),
+    )?;
+    Ok(true)
+}
+
 /// One recorded decision, for status replies, the API and tests.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DecisionRow {
