@@ -16,13 +16,6 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(90);
 
-struct Cleanup(std::path::PathBuf);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        cleanup_chats(&self.0);
-    }
-}
-
 fn script() -> Script {
     Script::new()
         .rule(

@@ -419,13 +419,6 @@ async fn a_spent_budget_gets_429_and_the_chat_one_budget_message_instead_of_a_tu
     stack.daemon.shutdown().await;
 }
 
-struct Cleanup(std::path::PathBuf);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        cleanup_chats(&self.0);
-    }
-}
-
 /// Every regular file beneath `dir` that contains `needle`.
 fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();

@@ -12,14 +12,6 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn replies(sim: &Sim, chat_id: &str, n: usize) -> Vec<String> {
-    eventually(WAIT, &format!("{n} replies"), || async {
-        let r = sim.bot_messages(chat_id).await;
-        (r.len() >= n).then(|| r.iter().map(text_of).collect::<Vec<_>>())
-    })
-    .await
-}
-
 async fn state(stack: &Stack, chat_id: &str) -> String {
     let id = chat_id.to_owned();
     stack
@@ -46,15 +38,6 @@ async fn audit_kinds(stack: &Stack, chat_id: &str) -> Vec<String> {
         })
         .await
         .unwrap()
-}
-
-/// Removes the chats' users, jails and homes at the end, even on failure.
-struct Cleanup(std::path::PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        cleanup_chats(&self.0);
-    }
 }
 
 #[tokio::test]

@@ -24,23 +24,6 @@ use serde_json::{Value, json};
 const WAIT: Duration = Duration::from_secs(90);
 const TOKEN: &str = "owner-api-test-token-0123456789";
 
-/// Removes the chats' users, jails and homes at the end, even on failure.
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        cleanup_chats(&self.0);
-    }
-}
-
-async fn replies(sim: &Sim, chat_id: &str, n: usize) -> Vec<String> {
-    eventually(WAIT, &format!("{n} replies in {chat_id}"), || async {
-        let r = sim.bot_messages(chat_id).await;
-        (r.len() >= n).then(|| r.iter().map(text_of).collect::<Vec<_>>())
-    })
-    .await
-}
-
 /// The chat's state, read from the database file (the daemon may be another process).
 fn state_in(db: &Path, chat_id: &str) -> Option<String> {
     let conn =

@@ -16,13 +16,6 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-struct Cleanup(std::path::PathBuf);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        cleanup_chats(&self.0);
-    }
-}
-
 async fn reply_texts(sim: &Sim, chat_id: &str, n: usize) -> Vec<String> {
     eventually(WAIT, &format!("{n} replies"), || async {
         let r = sim.bot_messages(chat_id).await;

@@ -236,12 +236,3 @@ async fn an_unprivileged_daemon_answers_through_the_helper() {
     assert_eq!(prompt.uid(), meta.uid());
     println!("PASS: picortex's files in the home are written as the chat's user");
 }
-
-/// Removes the chats' users, jails and homes at the end, even on failure.
-struct Cleanup(std::path::PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        cleanup_chats(&self.0);
-    }
-}

@@ -429,3 +429,26 @@ impl DaemonProcess {
         let _ = self.child.wait().await;
     }
 }
+
+/// Removes the chats under its directory (users, jails, homes) when dropped, so a test cleans
+/// up after itself even when it fails.
+pub struct Cleanup(pub PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        cleanup_chats(&self.0);
+    }
+}
+
+/// The texts of the first `n` (or more) bot replies in the chat, waiting up to 90 s for them.
+pub async fn replies(sim: &Sim, chat_id: &str, n: usize) -> Vec<String> {
+    eventually(
+        Duration::from_secs(90),
+        &format!("{n} replies in {chat_id}"),
+        || async {
+            let r = sim.bot_messages(chat_id).await;
+            (r.len() >= n).then(|| r.iter().map(text_of).collect::<Vec<_>>())
+        },
+    )
+    .await
+}
