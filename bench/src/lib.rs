@@ -4,12 +4,13 @@
 //! `message.received` webhooks and compares it with the raw cost of the same SQLite inserts.
 //! The pieces it is built from live here so other benchmarks can reuse them:
 //!
-//! * [`webhooks`]: pre-built, pre-signed webhook deliveries (signing stays out of the timing);
+//! * [`webhooks`]: pre-built, pre-signed webhook deliveries (signing stays out of the timing),
+//!   or one with exactly the text given (an owner command);
 //! * [`sink`]: a stand-in for the Linq API that accepts every reply the daemon sends;
 //! * [`linq_standin`]: a Linq stand-in that hands each chat's reply to whoever waits for it,
 //!   and the driver that times a turn from the webhook's 200 to that reply;
-//! * [`chat_home`]: what a chat's home tells from outside (the runner's turn files) and its
-//!   tmux server's clean-up;
+//! * [`chat_home`]: what a chat's home tells from outside (the runner's turn files), the sandbox
+//!   helper's audit log, and the clean-up of every chat a benchmark made;
 //! * [`load`]: closed-loop (as fast as possible) and open-loop (fixed offered rate) HTTP load;
 //! * [`baseline`]: plain SQLite inserts of the same rows, one per transaction and batched;
 //! * [`stats`]: latency percentiles;

@@ -177,6 +177,10 @@ async fn unexpected(State(seen): State<Arc<LinqSeen>>) -> StatusCode {
 /// One message texted to the daemon and the reply it brought at the stand-in.
 #[derive(Debug)]
 pub struct Exchange {
+    /// Just before the webhook's POST was sent, on the monotonic and on the wall clock (the
+    /// latter to line it up with what other processes note).
+    pub posted: Instant,
+    pub posted_at: std::time::SystemTime,
     /// When the webhook's 200 arrived.
     pub acked: Instant,
     /// The same moment on the wall clock (ms since the epoch), to line it up with what other
@@ -204,17 +208,23 @@ impl Texter<'_> {
         label: &str,
         timeout: Duration,
     ) -> anyhow::Result<Exchange> {
-        let hook = webhooks::build(
-            self.secret,
-            std::slice::from_ref(chat),
-            1,
-            unix_now(),
-            label,
-        )?
-        .pop()
-        .context("no webhook built")?;
+        self.exchange_text(chat, &format!("{label} message 0"), timeout)
+            .await
+    }
+
+    /// Texts `chat` exactly `text` (an owner command, say) and waits up to `timeout` for the
+    /// reply to reach the stand-in.
+    pub async fn exchange_text(
+        &self,
+        chat: &Chat,
+        text: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Exchange> {
+        let hook = webhooks::build_text(self.secret, chat, unix_now(), text)?;
         // Waiting before the POST: a fast reply must not arrive unclaimed.
         let reply = self.seen.expect(&chat.id);
+        let posted_at = std::time::SystemTime::now();
+        let posted = Instant::now();
         let resp = self
             .client
             .post(self.inbound_url)
@@ -233,6 +243,8 @@ impl Texter<'_> {
             .with_context(|| format!("no reply in chat {} within {timeout:?}", chat.id))?
             .context("the Linq stand-in dropped the waiter")?;
         Ok(Exchange {
+            posted,
+            posted_at,
             acked,
             acked_unix_ms,
             reply,

@@ -73,6 +73,21 @@ pub fn build(
         .collect()
 }
 
+/// One delivery in `chat` whose message text is exactly `text` (an owner command, say), signed
+/// with `secret` at `timestamp` (Unix seconds).
+pub fn build_text(
+    secret: &WebhookSecret,
+    chat: &Chat,
+    timestamp: i64,
+    text: &str,
+) -> anyhow::Result<SignedWebhook> {
+    let now = time::OffsetDateTime::from_unix_timestamp(timestamp)
+        .context("timestamp out of range")?
+        .format(&Rfc3339)
+        .context("formatting the timestamp")?;
+    build_one(secret, chat, timestamp, &now, text)
+}
+
 fn build_one(
     secret: &WebhookSecret,
     chat: &Chat,

@@ -31,7 +31,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -40,13 +39,12 @@ use linq::webhook::WebhookSecret;
 use picortex::config::{AgentKind, Config, IsolationMode, LinqConfig};
 use picortex::isolation::Isolation;
 use picortex::workspace::{RunnerLaunch, Workspaces};
-use picortex_bench::chat_home::{runner_duration, stop_tmux_server};
+use picortex_bench::chat_home::{Cleanup, runner_duration, stop_tmux_server};
 use picortex_bench::cpu::{Snapshot, Usage};
 use picortex_bench::harness::{self, find_on_path};
 use picortex_bench::linq_standin::{self, LinqSeen, Texter};
 use picortex_bench::machine::Machine;
 use picortex_bench::stats::{Summary, ms, p50_p90_p99_max_cells, summarize};
-use picortex_bench::sync::lock;
 use picortex_bench::webhooks::{BOT_LINE, Chat};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
@@ -177,50 +175,6 @@ fn build_binaries(workspace: &Path) -> anyhow::Result<Binaries> {
 // ---------------------------------------------------------------------------------------------
 // Clean-up
 // ---------------------------------------------------------------------------------------------
-
-/// Workspace roots whose chats are removed on drop: a sandboxed chat's jail, user, group and
-/// home; an unsandboxed chat's tmux server.
-#[derive(Default)]
-struct Cleanup {
-    roots: Mutex<Vec<PathBuf>>,
-}
-
-impl Cleanup {
-    fn watch(&self, root: &Path) {
-        lock(&self.roots).push(root.to_owned());
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for root in lock(&self.roots).iter() {
-            remove_chats(root);
-        }
-    }
-}
-
-/// Stops and removes every chat under `root` (as the tests' `cleanup_chats` does).
-fn remove_chats(root: &Path) {
-    let provisioner = picortex_sandbox::provision::Provisioner::new(root);
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let sandboxed = std::fs::read_to_string(e.path().join(".picortex/chat_id"))
-            .ok()
-            .and_then(|chat_id| provisioner.find(&chat_id).ok().flatten());
-        if let Some(chat) = sandboxed {
-            if let Err(err) = picortex_sandbox::jail::stop(&chat.name) {
-                eprintln!("cleanup: stopping {}: {err}", chat.name);
-            }
-            if let Err(err) = provisioner.destroy(&chat) {
-                eprintln!("cleanup: removing {}: {err}", chat.name);
-            }
-            continue;
-        }
-        stop_tmux_server(&e.path());
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Parts 1 and 2: provisioning, runner start, idle memory
