@@ -10,10 +10,11 @@
 //! Writing goes through a temporary file in the archive directory that is fsynced, re-read and
 //! decompressed in full (its entries counted against what was written) and only then renamed
 //! into place; a crash leaves at worst a stray `.partial` file (removed by the next attempt),
-//! never a half archive under the final name. Restoring first verifies the whole archive, then
-//! unpacks into a staging directory beside the home and renames it into place, so a damaged
-//! archive never yields a partial home and the archive itself is never touched here (the caller
-//! removes it once the home is in use). A home is removed by renaming it aside first
+//! never a half archive under the final name. Restoring unpacks into a staging directory beside
+//! the home in one pass that also verifies the archive (every entry, the frame complete), makes
+//! it durable (syncfs), and only then renames it into place, so a damaged archive never yields a
+//! partial home and the archive itself is never touched here (the caller removes it once the
+//! home is in place). A home is removed by renaming it aside first
 //! ([`remove_home`]), so a crash midway never leaves a half-deleted home under its own name.
 //!
 //! So at every instant a home under its own name is complete, and an archive under its final
@@ -528,7 +529,6 @@ pub fn restore_home(
             home.display()
         )));
     }
-    let entries = verify_archive(archive)?;
     let parent = home
         .parent()
         .ok_or_else(|| ArchiveError::Conflict(format!("{} has no parent", home.display())))?;
@@ -540,15 +540,25 @@ pub fn restore_home(
         fs::remove_dir_all(&staging).map_err(io_err("removing stale", &staging))?;
     }
     fs::create_dir(&staging).map_err(io_err("creating", &staging))?;
-    let result = unpack_into(archive, &staging, reown).and_then(|()| {
+    let result = unpack_into(archive, &staging, reown).and_then(|entries| {
+        // The files must be on disk before the home takes its name: the caller removes the
+        // archive next, and after a power cut the home must not hold empty files. One syncfs
+        // costs far less than an fsync per file.
+        let staged = File::open(&staging).map_err(io_err("opening", &staging))?;
+        nix::unistd::syncfs(&staged).map_err(|errno| ArchiveError::Io {
+            what: "syncing the filesystem of",
+            path: staging.clone(),
+            source: io::Error::from(errno),
+        })?;
         let unpacked = staging.join(TOP);
         fs::rename(&unpacked, home).map_err(io_err("renaming into place", home))?;
         File::open(parent)
             .and_then(|dir| dir.sync_all())
-            .map_err(io_err("syncing", parent))
+            .map_err(io_err("syncing", parent))?;
+        Ok(entries)
     });
     let _ = fs::remove_dir_all(&staging);
-    result?;
+    let entries = result?;
     let archive_bytes = fs::metadata(archive)
         .map_err(io_err("reading", archive))?
         .len();
@@ -561,7 +571,38 @@ pub fn restore_home(
     })
 }
 
-fn unpack_into(archive: &Path, staging: &Path, reown: Option<Reown>) -> Result<(), ArchiveError> {
+/// Unpacks `archive` into `staging` in one pass, verifying it on the way: every entry under
+/// the top directory, the zstd frame complete to its end. Files are written by this process and
+/// then given their archived owners (with `reown`, the archived home owner's ids become the new
+/// ones; without it everything stays the caller's); directories get their modes, owners and
+/// mtimes last, deepest first, once nothing more is created in them. Returns the entry count. A
+/// failure leaves a partial staging directory for the caller to remove; whether it was the
+/// archive's fault is decided by reading the archive through once more.
+fn unpack_into(archive: &Path, staging: &Path, reown: Option<Reown>) -> Result<u64, ArchiveError> {
+    match unpack_entries(archive, staging, reown) {
+        Ok(count) => Ok(count),
+        Err(e @ ArchiveError::Damaged { .. }) => Err(e),
+        Err(other) => match verify_archive(archive) {
+            Err(damaged @ ArchiveError::Damaged { .. }) => Err(damaged),
+            _ => Err(other),
+        },
+    }
+}
+
+/// A directory seen while unpacking, finished after its contents.
+struct PendingDir {
+    path: PathBuf,
+    mode: u32,
+    owner: (u32, u32),
+    mtime: u64,
+}
+
+fn unpack_entries(
+    archive: &Path,
+    staging: &Path,
+    reown: Option<Reown>,
+) -> Result<u64, ArchiveError> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
     let damaged = |reason: String| ArchiveError::Damaged {
         path: archive.to_path_buf(),
         reason,
@@ -571,84 +612,118 @@ fn unpack_into(archive: &Path, staging: &Path, reown: Option<Reown>) -> Result<(
     let mut tar = tar::Archive::new(decoder);
     tar.set_preserve_permissions(true);
     tar.set_preserve_mtime(true);
-    tar.set_preserve_ownerships(reown.is_some());
+    tar.set_preserve_ownerships(false);
     tar.set_unpack_xattrs(false);
     tar.set_overwrite(false);
-    tar.unpack(staging)
-        .map_err(io_err("unpacking into", staging))?;
-    let top = staging.join(TOP);
-    let top_meta = fs::symlink_metadata(&top).map_err(io_err("reading", &top))?;
-    restore_directory_mtimes(archive, staging)?;
-    if let Some(reown) = reown {
-        let (old_uid, old_gid) = (top_meta.uid(), top_meta.gid());
-        if (old_uid, old_gid) != (reown.uid, reown.gid) {
-            for entry in walk(&top)? {
-                let (uid, gid) = (entry.meta.uid(), entry.meta.gid());
-                let new_uid = (uid == old_uid).then_some(reown.uid);
-                let new_gid = (gid == old_gid).then_some(reown.gid);
-                if new_uid.is_some() || new_gid.is_some() {
-                    // lchown: a symlink's own owner changes, its target is never followed.
-                    std::os::unix::fs::lchown(&entry.path, new_uid, new_gid)
-                        .map_err(io_err("re-owning", &entry.path))?;
-                    restore_mode_after_chown(&entry)?;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `tar` creates directories before and while it fills them, so their mtimes end up "now";
-/// set them from the archive once everything is in place (a directory's own mtime does not
-/// change when its attributes do, so the order does not matter).
-fn restore_directory_mtimes(archive: &Path, staging: &Path) -> Result<(), ArchiveError> {
-    use nix::sys::stat::{UtimensatFlags, utimensat};
-    use nix::sys::time::TimeSpec;
-    let damaged = |reason: String| ArchiveError::Damaged {
-        path: archive.to_path_buf(),
-        reason,
+    // The archived home owner's ids, from the top directory (the first entry).
+    let mut home_owner: Option<(u32, u32)> = None;
+    let owner_of = |home_owner: Option<(u32, u32)>, uid: u32, gid: u32| match (reown, home_owner) {
+        (Some(new), Some((old_uid, old_gid))) => (
+            if uid == old_uid { new.uid } else { uid },
+            if gid == old_gid { new.gid } else { gid },
+        ),
+        _ => (uid, gid),
     };
-    let file = File::open(archive).map_err(io_err("opening", archive))?;
-    let decoder = zstd::stream::read::Decoder::new(file).map_err(|e| damaged(e.to_string()))?;
-    let mut tar = tar::Archive::new(decoder);
+    let mut dirs = Vec::new();
+    let mut count = 0u64;
     for entry in tar.entries().map_err(|e| damaged(e.to_string()))? {
-        let entry = entry.map_err(|e| damaged(e.to_string()))?;
-        if entry.header().entry_type() != tar::EntryType::Directory {
-            continue;
-        }
-        let mtime = entry.header().mtime().map_err(|e| damaged(e.to_string()))?;
+        let mut entry = entry.map_err(|e| damaged(e.to_string()))?;
         let relative = entry
             .path()
             .map_err(|e| damaged(e.to_string()))?
             .into_owned();
-        let path = staging.join(relative);
-        let seconds = i64::try_from(mtime).unwrap_or(i64::MAX);
-        let stamp = TimeSpec::new(seconds, 0);
-        utimensat(
-            nix::fcntl::AT_FDCWD,
-            &path,
-            &stamp,
-            &stamp,
-            UtimensatFlags::NoFollowSymlink,
-        )
-        .map_err(|errno| ArchiveError::Io {
-            what: "setting the mtime of",
-            path: path.clone(),
-            source: io::Error::from(errno),
-        })?;
+        if !relative.starts_with(TOP) {
+            return Err(damaged(format!(
+                "entry {} outside {TOP}/",
+                relative.display()
+            )));
+        }
+        let header = entry.header();
+        let kind = header.entry_type();
+        let (uid, gid) = (
+            header.uid().map_err(|e| damaged(e.to_string()))?,
+            header.gid().map_err(|e| damaged(e.to_string()))?,
+        );
+        let (uid, gid) = (
+            u32::try_from(uid).map_err(|_| damaged(format!("uid {uid}")))?,
+            u32::try_from(gid).map_err(|_| damaged(format!("gid {gid}")))?,
+        );
+        let mode = header.mode().map_err(|e| damaged(e.to_string()))?;
+        if relative == Path::new(TOP) {
+            home_owner = Some((uid, gid));
+        }
+        count += 1;
+        let path = staging.join(&relative);
+        if kind == tar::EntryType::Directory {
+            // Made private to this process now; its own attributes come once it is filled.
+            match fs::DirBuilder::new().mode(0o700).create(&path) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                    return Err(io_err("creating", &path)(e));
+                }
+                _ => {}
+            }
+            dirs.push(PendingDir {
+                path,
+                mode,
+                owner: owner_of(home_owner, uid, gid),
+                mtime: header.mtime().map_err(|e| damaged(e.to_string()))?,
+            });
+            continue;
+        }
+        if !entry
+            .unpack_in(staging)
+            .map_err(io_err("unpacking", &path))?
+        {
+            return Err(damaged(format!("entry {} escapes", relative.display())));
+        }
+        if reown.is_some() {
+            let (new_uid, new_gid) = owner_of(home_owner, uid, gid);
+            // lchown: a symlink's own owner changes, its target is never followed.
+            std::os::unix::fs::lchown(&path, Some(new_uid), Some(new_gid))
+                .map_err(io_err("re-owning", &path))?;
+            // chown clears set-uid/set-gid bits on regular files; put the archived mode back.
+            if kind == tar::EntryType::Regular && mode & 0o6000 != 0 {
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o7777))
+                    .map_err(io_err("restoring mode of", &path))?;
+            }
+        }
     }
-    Ok(())
+    if count == 0 {
+        return Err(damaged("no entries".to_owned()));
+    }
+    // The zstd frame must be complete: read past the tar end-of-archive blocks.
+    let mut rest = tar.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| damaged(e.to_string()))?;
+    // Deepest first, so a parent's mode never stops its children being finished.
+    dirs.sort_by(|a, b| b.path.cmp(&a.path));
+    for dir in dirs {
+        finish_directory(&dir, reown.is_some())?;
+    }
+    Ok(count)
 }
 
-/// chown clears set-uid/set-gid bits on regular files; put the archived mode back.
-fn restore_mode_after_chown(entry: &Walked) -> Result<(), ArchiveError> {
+/// Gives an unpacked directory its archived owner (when restoring as root), mode and mtime.
+fn finish_directory(dir: &PendingDir, set_owner: bool) -> Result<(), ArchiveError> {
+    use nix::sys::stat::{UtimensatFlags, utimensat};
+    use nix::sys::time::TimeSpec;
     use std::os::unix::fs::PermissionsExt as _;
-    if entry.meta.is_file() && entry.meta.mode() & 0o6000 != 0 {
-        fs::set_permissions(
-            &entry.path,
-            fs::Permissions::from_mode(entry.meta.mode() & 0o7777),
-        )
-        .map_err(io_err("restoring mode of", &entry.path))?;
+    if set_owner {
+        std::os::unix::fs::lchown(&dir.path, Some(dir.owner.0), Some(dir.owner.1))
+            .map_err(io_err("re-owning", &dir.path))?;
     }
-    Ok(())
+    fs::set_permissions(&dir.path, fs::Permissions::from_mode(dir.mode & 0o7777))
+        .map_err(io_err("setting the mode of", &dir.path))?;
+    let stamp = TimeSpec::new(i64::try_from(dir.mtime).unwrap_or(i64::MAX), 0);
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        &dir.path,
+        &stamp,
+        &stamp,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(|errno| ArchiveError::Io {
+        what: "setting the mtime of",
+        path: dir.path.clone(),
+        source: io::Error::from(errno),
+    })
 }

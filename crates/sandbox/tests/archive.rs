@@ -71,6 +71,13 @@ fn build_home(home: &Path) {
     symlink("/etc/passwd", home.join("outside-link")).unwrap();
     symlink("missing", home.join("dangling")).unwrap();
     fs::hard_link(home.join("README.md"), home.join("src/hardlinked")).unwrap();
+    // A set-gid tool (chown clears the bit; restoring must put it back) and a read-only
+    // directory with a file in it (it must be filled before its mode is set).
+    fs::write(home.join("tool"), b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(home.join("tool"), fs::Permissions::from_mode(0o2755)).unwrap();
+    fs::create_dir(home.join("frozen")).unwrap();
+    fs::write(home.join("frozen/kept.txt"), b"kept\n").unwrap();
+    fs::set_permissions(home.join("frozen"), fs::Permissions::from_mode(0o555)).unwrap();
     fs::set_permissions(home, fs::Permissions::from_mode(0o700)).unwrap();
     let git = |args: &[&str]| {
         Command::new("git")
@@ -199,6 +206,8 @@ fn as_root_owners_are_kept_and_the_homes_uid_is_remapped() {
         "src/deep/data.bin",
         "run.sh",
         "readme-link",
+        "frozen",
+        "frozen/kept.txt",
     ] {
         std::os::unix::fs::lchown(home.join(entry), Some(old), Some(old)).unwrap();
     }
