@@ -266,6 +266,9 @@ impl RunnerAgent {
             .await
             .map_err(|e| AgentError::Retryable(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + RUNNER_START_TIMEOUT;
+        // A runner usually answers within tens of milliseconds: ask often at first (every
+        // poll is on a cold chat's path to its first answer), then back off.
+        let mut pause = Duration::from_millis(2);
         loop {
             match self.workspaces.connect_runner(chat_id, home).await {
                 Ok(s) => return Ok(s),
@@ -275,7 +278,10 @@ impl RunnerAgent {
                         RUNNER_START_TIMEOUT.as_secs()
                     )));
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
             }
         }
     }
