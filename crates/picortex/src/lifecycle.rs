@@ -114,7 +114,11 @@ pub async fn archive(
         })
         .await?;
     if !marked {
-        return Ok(Archival::Busy);
+        // Another archive of this chat may have finished while this one waited for the lock.
+        return Ok(match chat_state(store, chat_id).await?.as_deref() {
+            Some("archived") => Archival::AlreadyArchived,
+            _ => Archival::Busy,
+        });
     }
     let started = std::time::Instant::now();
     let result = workspaces.archive(chat_id).await;
@@ -467,6 +471,13 @@ impl Lifecycle {
                 "lifecycle: finishing an interrupted transition"
             );
             let done = match (state.as_str(), &self.workspaces) {
+                // Still in progress here (archiving holds the home's lock throughout), not
+                // interrupted: leave it to finish.
+                ("archiving", Some(workspaces))
+                    if workspaces.home_lock(&chat_id).try_lock().is_err() =>
+                {
+                    false
+                }
                 ("archiving", Some(workspaces)) => matches!(
                     archive(
                         &self.store,
