@@ -127,16 +127,19 @@ pub fn facts(conn: &Connection, msg: &PendingMessage, recent: usize) -> StoreRes
     let mut stmt = conn.prepare_cached(
         "SELECT COALESCE(sender, ''), text, direction = 'outbound' FROM messages
          WHERE chat_id = ?1 AND rowid < (SELECT rowid FROM messages WHERE id = ?2)
-         ORDER BY rowid DESC LIMIT ?3",
+         ORDER BY rowid DESC",
     )?;
+    // No `LIMIT ?`: a bound limit makes SQLite re-prepare the statement on every use; the index
+    // walks the chat backwards, so taking the first rows reads only those.
     let mut recent_rows = stmt
-        .query_map(params![msg.chat_id, msg.id, recent as i64], |r| {
+        .query_map(params![msg.chat_id, msg.id], |r| {
             Ok(RecentMessage {
                 sender: r.get(0)?,
                 text: r.get(1)?,
                 from_bot: r.get(2)?,
             })
         })?
+        .take(recent)
         .collect::<Result<Vec<_>, _>>()?;
     recent_rows.reverse();
     Ok(GateFacts {
@@ -300,9 +303,10 @@ pub fn recent_decisions(
         "SELECT id, COALESCE(sender, ''), text, gate_status, gate_rule, gate_reason,
                 gate_latency_us, gate_cost_usd
          FROM messages WHERE chat_id = ?1 AND gate_status IS NOT NULL AND gate_status != 'pending'
-         ORDER BY gate_at DESC, rowid DESC LIMIT ?2",
+         ORDER BY gate_at DESC, rowid DESC",
     )?;
-    let rows = stmt.query_map(params![chat_id, limit as i64], |r| {
+    // No `LIMIT ?`: a bound limit makes SQLite re-prepare the statement on every use.
+    let rows = stmt.query_map([chat_id], |r| {
         Ok(DecisionRow {
             message_id: r.get(0)?,
             sender: r.get(1)?,
@@ -314,7 +318,7 @@ pub fn recent_decisions(
             cost_usd: r.get(7)?,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(rows.take(limit).collect::<Result<_, _>>()?)
 }
 
 /// Decisions of the last 24 hours by status and rule, for /health.

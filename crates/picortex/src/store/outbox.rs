@@ -98,9 +98,11 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> StoreResult<Vec<Deliver
         "SELECT id, chat_id, idempotency_key, content_json, attempts, request_id FROM outbox o
          WHERE status = 'pending' AND next_attempt_at <= ?1
            AND id = (SELECT MIN(p.id) FROM outbox p WHERE p.chat_id = o.chat_id AND p.status = 'pending')
-         ORDER BY next_attempt_at, id LIMIT ?2",
+         ORDER BY next_attempt_at, id",
     )?;
-    let rows = stmt.query_map(params![now, limit as i64], |r| {
+    // The limit is applied here, not as `LIMIT ?`: SQLite plans with a bound LIMIT's value and
+    // so re-prepares the statement every time it is bound (see `store::tests`).
+    let rows = stmt.query_map([now], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, String>(1)?,
@@ -111,7 +113,7 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> StoreResult<Vec<Deliver
         ))
     })?;
     let mut out = Vec::new();
-    for row in rows {
+    for row in rows.take(limit) {
         let (id, chat_id, idempotency_key, content, attempts, request_id) = row?;
         let message = serde_json::from_str(&content)
             .map_err(|e| StoreError::Corrupt(format!("outbox row {id}: {e}")))?;

@@ -97,10 +97,12 @@ pub fn claim_runnable(conn: &Connection, limit: usize) -> StoreResult<Vec<TurnWo
          WHERE t.status = 'queued'
            AND NOT EXISTS (SELECT 1 FROM turns r WHERE r.chat_id = t.chat_id AND r.status = 'running')
            AND t.id = (SELECT MIN(q.id) FROM turns q WHERE q.chat_id = t.chat_id AND q.status = 'queued')
-         ORDER BY t.id LIMIT ?1",
+         ORDER BY t.id",
     )?;
+    // No `LIMIT ?`: a bound limit makes SQLite re-prepare the statement on every use.
     let picked = stmt
-        .query_map([limit as i64], turn_work)?
+        .query_map([], turn_work)?
+        .take(limit)
         .collect::<Result<Vec<_>, _>>()?;
     let mut claimed = Vec::with_capacity(picked.len());
     for mut work in picked {
