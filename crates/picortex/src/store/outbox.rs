@@ -129,18 +129,6 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> StoreResult<Vec<Deliver
     Ok(out)
 }
 
-/// Whether the delivery is still waiting to be sent.
-pub fn is_pending(conn: &Connection, id: i64) -> StoreResult<bool> {
-    Ok(conn
-        .query_row(
-            "SELECT status = 'pending' FROM outbox WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(false))
-}
-
 /// When the earliest pending delivery due after `now` is due, if any.
 pub fn next_due_after(conn: &Connection, now: i64) -> StoreResult<Option<i64>> {
     Ok(conn
