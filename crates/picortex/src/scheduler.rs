@@ -23,6 +23,10 @@ use crate::store::{Store, StoreResult};
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// iMessage drops a typing indicator after a while; refresh it this often during a turn.
 const TYPING_REFRESH: Duration = Duration::from_secs(20);
+/// A turn that answers sooner than this shows no typing indicator: one shown for a moment is
+/// not seen before the answer replaces it, and would cost two API calls (start and stop) per
+/// turn.
+const TYPING_DELAY: Duration = Duration::from_millis(500);
 
 pub struct Scheduler {
     store: Store,
@@ -114,12 +118,17 @@ impl Scheduler {
         }
     }
 
-    /// Turns the chat's typing indicator on until the returned sender fires (or is dropped).
+    /// Turns the chat's typing indicator on, after [`TYPING_DELAY`], until the returned sender
+    /// fires (or is dropped).
     fn show_typing(&self, chat_id: &str) -> tokio::sync::oneshot::Sender<()> {
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let channel = self.channel.clone();
         let chat_id = chat_id.to_owned();
         tokio::spawn(async move {
+            tokio::select! {
+                _ = &mut stop_rx => return,
+                _ = tokio::time::sleep(TYPING_DELAY) => {}
+            }
             loop {
                 if let Err(e) = channel.typing(&chat_id, true).await {
                     tracing::debug!(error = %e, "typing indicator not shown");
