@@ -298,7 +298,11 @@ struct BatchOutcome {
 }
 
 fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>) -> BatchOutcome {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    // Cached like every statement on the writer: `execute_batch` would parse it every batch.
+    if let Err(e) = conn
+        .prepare_cached("BEGIN IMMEDIATE")
+        .and_then(|mut s| s.execute([]))
+    {
         // Nothing ran. Dropping the jobs drops their reply channels, so every caller gets
         // `WriterGone` and nothing is acknowledged that was not written.
         tracing::error!(error = %e, "store: could not begin a write transaction");
@@ -309,10 +313,14 @@ fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>) -> BatchOutcome {
         };
     }
     let completions: Vec<Completion> = batch.drain(..).map(|job| job(conn)).collect();
-    let result = conn.execute_batch("COMMIT").map_err(|e| {
-        let _ = conn.execute_batch("ROLLBACK");
-        e.to_string()
-    });
+    let result = conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut s| s.execute([]))
+        .map(|_| ())
+        .map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            e.to_string()
+        });
     BatchOutcome {
         result,
         completions,

@@ -132,11 +132,10 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> StoreResult<Vec<Deliver
 /// When the earliest pending delivery due after `now` is due, if any.
 pub fn next_due_after(conn: &Connection, now: i64) -> StoreResult<Option<i64>> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending' AND next_attempt_at > ?1",
-            [now],
-            |r| r.get(0),
-        )
+        )?
+        .query_row([now], |r| r.get(0))
         .optional()?
         .flatten())
 }

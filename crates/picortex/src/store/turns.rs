@@ -24,11 +24,10 @@ pub fn enqueue(
     now: i64,
 ) -> StoreResult<i64> {
     let queued: Option<i64> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT id FROM turns WHERE chat_id = ?1 AND status = 'queued' ORDER BY id LIMIT 1",
-            [chat_id],
-            |r| r.get(0),
-        )
+        )?
+        .query_row([chat_id], |r| r.get(0))
         .optional()?;
     let turn_id = match queued {
         Some(id) => id,
