@@ -4,10 +4,11 @@
 //! decisions the rules make alone are recorded together in one transaction (each decision with
 //! its message, and for a message it answers, the turn), so a busy chat costs one read and one
 //! write per batch rather than per message. Owner commands and discriminator calls are decided
-//! one at a time. Owner commands are carried out here and answered through the outbox. Pending
-//! messages survive restarts and are decided then.
-//! The discriminator's model use is metered with the gateway's prices into the chat's daily
-//! usage, in the decision's own transaction, so it counts against the chat's model budget.
+//! one at a time. The turns a batch queues are claimed in its transaction when the scheduler
+//! has free slots, and handed to it to run. Owner commands are carried out here and answered
+//! through the outbox. Pending messages survive restarts and are decided then. The
+//! discriminator's model use is metered with the gateway's prices into the chat's daily usage,
+//! in the decision's own transaction, so it counts against the chat's model budget.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use crate::gate::discriminator::{
 use crate::gate::{AttentionMode, BotIdentity, ChatFacts, Incoming, Verdict, decide};
 use crate::gateway::{Pricing, Tally};
 use crate::metrics::Metrics;
+use crate::scheduler::Scheduler;
 use crate::store::gate::{self as gate_store, GateRecord, PendingBatch, PendingMessage};
 use crate::store::outbox::{self, OutgoingMessage};
 use crate::store::usage::UsageRecord;
@@ -54,6 +56,8 @@ pub struct Gatekeeper {
     turns_wake: Arc<Notify>,
     outbox_wake: Arc<Notify>,
     busy_chats: Mutex<HashSet<String>>,
+    /// Claims the turns the gate queues, when it has free slots.
+    scheduler: Arc<Scheduler>,
     /// Prices the discriminator's tokens like the gateway does.
     pricing: Pricing,
 }
@@ -73,6 +77,7 @@ impl Gatekeeper {
         metrics: Arc<Metrics>,
         wakes: Wakes,
         workspaces: Workspaces,
+        scheduler: Arc<Scheduler>,
     ) -> anyhow::Result<Arc<Self>> {
         let a = &config.attention;
         let discriminator = match &config.agents.anthropic_api_key {
@@ -116,6 +121,7 @@ impl Gatekeeper {
             turns_wake: wakes.turns,
             outbox_wake: wakes.outbox,
             busy_chats: Mutex::new(HashSet::new()),
+            scheduler,
             pricing: Pricing::new(config.gateway.prices.clone()),
         }))
     }
@@ -316,7 +322,9 @@ impl Gatekeeper {
             );
         }
         let statuses: Vec<&'static str> = decided.iter().map(|d| d.record.status).collect();
-        let (turns, replies) = self
+        let answers = statuses.iter().filter(|s| **s == "respond").count();
+        let slots = self.scheduler.reserve(answers);
+        let written = self
             .store
             .write(move |c| {
                 let (mut turns, mut replies) = (0usize, 0usize);
@@ -344,9 +352,25 @@ impl Gatekeeper {
                         replies += 1;
                     }
                 }
-                Ok((turns, replies))
+                // The turns just queued start at once if they can, claimed in this transaction.
+                let claimed = if turns > 0 && slots > 0 {
+                    crate::store::turns::claim_runnable(c, slots)?
+                } else {
+                    Vec::new()
+                };
+                Ok((turns, replies, claimed))
             })
-            .await?;
+            .await;
+        let (turns, replies, claimed) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                self.scheduler.unreserve(slots);
+                return Err(e);
+            }
+        };
+        let started = claimed.len();
+        self.scheduler.unreserve(slots - started);
+        self.scheduler.start(claimed);
         for status in statuses {
             match status {
                 "respond" => Metrics::inc(&self.metrics.gate_respond),
@@ -354,7 +378,9 @@ impl Gatekeeper {
                 _ => Metrics::inc(&self.metrics.gate_command),
             }
         }
-        if turns > 0 {
+        if turns > started {
+            // Some stay queued (the chat's turn is running, or no slot was free): the scheduler
+            // claims them when a turn finishes; waking it now costs one read and covers any case.
             self.turns_wake.notify_one();
         }
         if replies > 0 {
