@@ -21,6 +21,21 @@ pub struct PendingMessage {
 }
 
 impl PendingMessage {
+    /// The message from a row of `id, chat_id, COALESCE(sender, ''), text, parts_json, reply_to,
+    /// COALESCE(request_id, ''), created_at`.
+    pub fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(PendingMessage {
+            id: r.get(0)?,
+            chat_id: r.get(1)?,
+            sender: r.get(2)?,
+            text: r.get(3)?,
+            parts_json: r.get(4)?,
+            reply_to: r.get(5)?,
+            request_id: r.get(6)?,
+            created_at: r.get(7)?,
+        })
+    }
+
     /// Whether the message carries anything but text (images, voice, files, app cards).
     pub fn has_non_text(&self) -> bool {
         serde_json::from_str::<Vec<serde_json::Value>>(&self.parts_json)
@@ -46,18 +61,7 @@ pub fn pending(conn: &Connection, chat_id: &str, limit: usize) -> StoreResult<Ve
          ORDER BY created_at, rowid",
     )?;
     // No `LIMIT ?`: a bound limit makes SQLite re-prepare the statement on every use.
-    let rows = stmt.query_map([chat_id], |r| {
-        Ok(PendingMessage {
-            id: r.get(0)?,
-            chat_id: r.get(1)?,
-            sender: r.get(2)?,
-            text: r.get(3)?,
-            parts_json: r.get(4)?,
-            reply_to: r.get(5)?,
-            request_id: r.get(6)?,
-            created_at: r.get(7)?,
-        })
-    })?;
+    let rows = stmt.query_map([chat_id], PendingMessage::from_row)?;
     Ok(rows.take(limit).collect::<Result<_, _>>()?)
 }
 
