@@ -782,18 +782,7 @@ async fn measure_facts(daemon: &DaemonHandle) -> anyhow::Result<FactsBreakdown> 
              FROM messages WHERE direction = 'inbound' ORDER BY rowid",
         )?;
         let messages = stmt
-            .query_map([], |r| {
-                Ok(PendingMessage {
-                    id: r.get(0)?,
-                    chat_id: r.get(1)?,
-                    sender: r.get(2)?,
-                    text: r.get(3)?,
-                    parts_json: r.get(4)?,
-                    reply_to: r.get(5)?,
-                    request_id: r.get(6)?,
-                    created_at: r.get(7)?,
-                })
-            })?
+            .query_map([], PendingMessage::from_row)?
             .collect::<Result<Vec<_>, _>>()?;
         let mut times = Vec::with_capacity(messages.len() * 3);
         for _ in 0..3 {

@@ -144,19 +144,6 @@ async fn start_inner(
     } else {
         isolation.report().await
     };
-    let gatekeeper = Gatekeeper::new(
-        &config,
-        store.clone(),
-        agent.clone(),
-        metrics.clone(),
-        Wakes {
-            gate: gate_wake.clone(),
-            turns: turns_wake.clone(),
-            outbox: outbox_wake.clone(),
-        },
-        workspaces.clone(),
-    )
-    .context("configuring the attention gate")?;
     let tmux_version = tmux_version().await;
 
     let scheduler = Scheduler::new(
@@ -170,6 +157,20 @@ async fn start_inner(
         config.gateway.chat_daily_budget_usd,
         config.owner.clone(),
     );
+    let gatekeeper = Gatekeeper::new(
+        &config,
+        store.clone(),
+        agent.clone(),
+        metrics.clone(),
+        Wakes {
+            gate: gate_wake.clone(),
+            turns: turns_wake.clone(),
+            outbox: outbox_wake.clone(),
+        },
+        workspaces.clone(),
+        scheduler.clone(),
+    )
+    .context("configuring the attention gate")?;
     let sender = Sender::new(
         store.clone(),
         channel,

@@ -1,10 +1,14 @@
 //! The gatekeeper: decides, for every inbound message, whether the bot answers, and records why.
-//! It runs after ingest (a model call must never hold up a webhook's answer), one message at a
-//! time per chat in arrival order, and each decision is one transaction: the decision with the
-//! message, and for a message it answers, the turn. Owner commands are carried out here and
-//! answered through the outbox. Pending messages survive restarts and are decided then.
-//! The discriminator's model use is metered with the gateway's prices into the chat's daily
-//! usage, in the decision's own transaction, so it counts against the chat's model budget.
+//! It runs after ingest (a model call must never hold up a webhook's answer), per chat in arrival
+//! order. A chat's pending messages are read together with the chat's facts in one read, and the
+//! decisions the rules make alone are recorded together in one transaction (each decision with
+//! its message, and for a message it answers, the turn), so a busy chat costs one read and one
+//! write per batch rather than per message. Owner commands and discriminator calls are decided
+//! one at a time. The turns a batch queues are claimed in its transaction when the scheduler
+//! has free slots, and handed to it to run. Owner commands are carried out here and answered
+//! through the outbox. Pending messages survive restarts and are decided then. The
+//! discriminator's model use is metered with the gateway's prices into the chat's daily usage,
+//! in the decision's own transaction, so it counts against the chat's model budget.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -22,7 +26,8 @@ use crate::gate::discriminator::{
 use crate::gate::{AttentionMode, BotIdentity, ChatFacts, Incoming, Verdict, decide};
 use crate::gateway::{Pricing, Tally};
 use crate::metrics::Metrics;
-use crate::store::gate::{self as gate_store, GateRecord, PendingMessage};
+use crate::scheduler::Scheduler;
+use crate::store::gate::{self as gate_store, GateRecord, PendingBatch, PendingMessage};
 use crate::store::outbox::{self, OutgoingMessage};
 use crate::store::usage::UsageRecord;
 use crate::store::{Store, StoreResult, now_ms};
@@ -31,6 +36,8 @@ use crate::workspace::Workspaces;
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// How many earlier messages the discriminator sees.
 const RECENT: usize = 6;
+/// Pending messages of one chat read and decided together.
+const BATCH: usize = 256;
 /// Where a chat's discriminator prompt lives, relative to its home.
 pub const PROMPT_FILE: &str = ".picortex/prompts/discriminator.md";
 
@@ -49,6 +56,8 @@ pub struct Gatekeeper {
     turns_wake: Arc<Notify>,
     outbox_wake: Arc<Notify>,
     busy_chats: Mutex<HashSet<String>>,
+    /// Claims the turns the gate queues, when it has free slots.
+    scheduler: Arc<Scheduler>,
     /// Prices the discriminator's tokens like the gateway does.
     pricing: Pricing,
 }
@@ -68,6 +77,7 @@ impl Gatekeeper {
         metrics: Arc<Metrics>,
         wakes: Wakes,
         workspaces: Workspaces,
+        scheduler: Arc<Scheduler>,
     ) -> anyhow::Result<Arc<Self>> {
         let a = &config.attention;
         let discriminator = match &config.agents.anthropic_api_key {
@@ -111,6 +121,7 @@ impl Gatekeeper {
             turns_wake: wakes.turns,
             outbox_wake: wakes.outbox,
             busy_chats: Mutex::new(HashSet::new()),
+            scheduler,
             pricing: Pricing::new(config.gateway.prices.clone()),
         }))
     }
@@ -156,38 +167,38 @@ impl Gatekeeper {
         }
     }
 
-    /// Decides the chat's pending messages one by one, in order.
+    /// Decides the chat's pending messages in order, a batch at a time: one read for the batch,
+    /// the rules for each message, and one transaction for the decisions the rules made alone.
     async fn drain_chat(&self, chat_id: &str) {
         loop {
+            let started = Instant::now();
             let chat = chat_id.to_owned();
-            let next = self
+            let batch = self
                 .store
-                .read(move |c| gate_store::next_pending(c, &chat))
+                .read(move |c| gate_store::pending_batch(c, &chat, BATCH))
                 .await;
-            let msg = match next {
-                Ok(Some(m)) => m,
+            let batch = match batch {
+                Ok(Some(b)) => b,
                 Ok(None) => return,
                 Err(e) => {
-                    tracing::error!(error = %e, "gate: cannot read the next message");
+                    tracing::error!(error = %e, "gate: cannot read the pending messages");
                     return;
                 }
             };
-            let span = tracing::info_span!("gate", request_id = %msg.request_id, chat_id = %msg.chat_id, message_id = %msg.id);
-            if let Err(e) = self.decide_one(msg).instrument(span).await {
-                // Left pending: the next pass (or the next start) decides it.
+            if let Err(e) = self.decide_batch(batch, started).await {
+                // Left pending: the next pass (or the next start) decides them.
                 tracing::error!(error = %e, "gate: could not record a decision");
                 return;
             }
         }
     }
 
-    async fn decide_one(&self, msg: PendingMessage) -> StoreResult<()> {
-        let started = Instant::now();
-        let m = msg.clone();
-        let facts = self
-            .store
-            .read(move |c| gate_store::facts(c, &m, RECENT))
-            .await?;
+    /// Decides `batch` in order. Decisions the rules make alone are collected and recorded
+    /// together; a message that needs I/O (an owner command, the discriminator) first records
+    /// those before it, then is decided and recorded on its own, and ends the batch, since a
+    /// command may change what the rules see for the messages after it.
+    async fn decide_batch(&self, batch: PendingBatch, started: Instant) -> StoreResult<()> {
+        let facts = batch.chat;
         let mode = facts
             .mode
             .as_deref()
@@ -199,94 +210,180 @@ impl Gatekeeper {
             participants: facts.participants.clone(),
             owner: self.owner.clone(),
         };
-        let incoming = Incoming {
-            sender: msg.sender.clone(),
-            text: msg.text.clone(),
-            has_non_text: msg.has_non_text(),
-            replies_to_bot: facts.replies_to_bot,
-        };
-        let verdict = decide(mode, &self.bot, &chat, &incoming);
-        let elapsed = |started: Instant| started.elapsed().as_micros() as i64;
-        let mut model_usage: Option<UsageRecord> = None;
-        let (record, reply) = match verdict {
-            Verdict::Respond { rule, reason } => (
-                decision("respond", rule.as_str(), reason, elapsed(started), None),
+        let mut decided = Vec::with_capacity(batch.messages.len());
+        for pending in batch.messages {
+            let msg = pending.message;
+            let incoming = Incoming {
+                sender: msg.sender.clone(),
+                text: msg.text.clone(),
+                has_non_text: msg.has_non_text(),
+                replies_to_bot: pending.replies_to_bot,
+            };
+            let (record, reply) = match decide(mode, &self.bot, &chat, &incoming) {
+                Verdict::Respond { rule, reason } => (
+                    decision("respond", rule.as_str(), reason, elapsed_us(started), None),
+                    None,
+                ),
+                Verdict::Skip { rule, reason } => (
+                    decision("skip", rule.as_str(), reason, elapsed_us(started), None),
+                    None,
+                ),
+                Verdict::Refuse { reason } => (
+                    decision("refused", "Command", reason, elapsed_us(started), None),
+                    Some(refusal_text()),
+                ),
+                verdict => {
+                    self.record(decided, facts.accumulate, mode).await?;
+                    let span = tracing::info_span!("gate", request_id = %msg.request_id, chat_id = %msg.chat_id, message_id = %msg.id);
+                    let one = self
+                        .decide_with_io(msg, verdict, mode, &chat, &incoming, started)
+                        .instrument(span)
+                        .await?;
+                    return self.record(vec![one], facts.accumulate, mode).await;
+                }
+            };
+            decided.push(Decided {
+                msg,
+                record,
+                reply,
+                usage: None,
+            });
+        }
+        self.record(decided, facts.accumulate, mode).await
+    }
+
+    /// Carries out an owner command or asks the discriminator.
+    async fn decide_with_io(
+        &self,
+        msg: PendingMessage,
+        verdict: Verdict,
+        mode: AttentionMode,
+        chat: &ChatFacts,
+        incoming: &Incoming,
+        started: Instant,
+    ) -> StoreResult<Decided> {
+        if let Verdict::Command(command) = verdict {
+            let text = self.run_command(&msg, mode, command).await?;
+            let record = decision(
+                "command",
+                "Command",
+                "owner command".into(),
+                elapsed_us(started),
                 None,
-            ),
-            Verdict::Skip { rule, reason } => (
-                decision("skip", rule.as_str(), reason, elapsed(started), None),
-                None,
-            ),
-            Verdict::Refuse { reason } => (
-                decision("refused", "Command", reason, elapsed(started), None),
-                Some(refusal_text()),
-            ),
-            Verdict::Command(command) => {
-                let text = self.run_command(&msg, mode, command).await?;
-                (
-                    decision(
-                        "command",
-                        "Command",
-                        "owner command".into(),
-                        elapsed(started),
-                        None,
-                    ),
-                    Some(text),
-                )
-            }
-            Verdict::AskModel => {
-                let (record, reply, usage) = self
-                    .ask_model(&msg, &chat, &incoming, &facts.recent, started)
-                    .await?;
-                model_usage = usage;
-                (record, reply)
-            }
-        };
-        let accumulate = facts.accumulate;
-        let status = record.status;
-        tracing::info!(
-            target: "gate.decision",
-            decision = status,
-            rule = %record.rule,
-            reason = %record.reason,
-            latency_us = record.latency_us,
-            cost_usd = record.cost_usd.unwrap_or(0.0),
-            mode = mode.as_str(),
-            "gate.decision"
-        );
+            );
+            return Ok(Decided {
+                msg,
+                record,
+                reply: Some(text),
+                usage: None,
+            });
+        }
         let m = msg.clone();
-        let turn = self
+        let recent = self
+            .store
+            .read(move |c| gate_store::recent_messages(c, &m, RECENT))
+            .await?;
+        let (record, reply, usage) = self
+            .ask_model(&msg, chat, incoming, &recent, started)
+            .await?;
+        Ok(Decided {
+            msg,
+            record,
+            reply,
+            usage,
+        })
+    }
+
+    /// Records `decided` (in order) in one transaction: each decision with its message, the
+    /// turns it queues, its model use and its reply.
+    async fn record(
+        &self,
+        decided: Vec<Decided>,
+        accumulate: bool,
+        mode: AttentionMode,
+    ) -> StoreResult<()> {
+        if decided.is_empty() {
+            return Ok(());
+        }
+        for d in &decided {
+            let r = &d.record;
+            let m = &d.msg;
+            let span = tracing::info_span!("gate", request_id = %m.request_id, chat_id = %m.chat_id, message_id = %m.id);
+            let _entered = span.enter();
+            tracing::info!(
+                target: "gate.decision",
+                decision = r.status,
+                rule = %r.rule,
+                reason = %r.reason,
+                latency_us = r.latency_us,
+                cost_usd = r.cost_usd.unwrap_or(0.0),
+                mode = mode.as_str(),
+                "gate.decision"
+            );
+        }
+        let statuses: Vec<&'static str> = decided.iter().map(|d| d.record.status).collect();
+        let answers = statuses.iter().filter(|s| **s == "respond").count();
+        let slots = self.scheduler.reserve(answers);
+        let written = self
             .store
             .write(move |c| {
-                let turn = gate_store::record(c, &m, &record, accumulate)?;
-                if let Some(usage) = &model_usage {
-                    crate::store::usage::add(c, usage)?;
+                let (mut turns, mut replies) = (0usize, 0usize);
+                for d in &decided {
+                    let m = &d.msg;
+                    if gate_store::record(c, m, &d.record, accumulate)?.is_some() {
+                        turns += 1;
+                    }
+                    if let Some(usage) = &d.usage {
+                        crate::store::usage::add(c, usage)?;
+                    }
+                    if let Some(text) = &d.reply {
+                        outbox::enqueue(
+                            c,
+                            &m.chat_id,
+                            None,
+                            &OutgoingMessage {
+                                text: text.clone(),
+                                reply_to: Some(m.id.clone()),
+                                attachments: Vec::new(),
+                            },
+                            &m.request_id,
+                            now_ms(),
+                        )?;
+                        replies += 1;
+                    }
                 }
-                if let Some(text) = reply {
-                    outbox::enqueue(
-                        c,
-                        &m.chat_id,
-                        None,
-                        &OutgoingMessage {
-                            text,
-                            reply_to: Some(m.id.clone()),
-                            attachments: Vec::new(),
-                        },
-                        &m.request_id,
-                        now_ms(),
-                    )?;
-                }
-                Ok(turn)
+                // The turns just queued start at once if they can, claimed in this transaction.
+                let claimed = if turns > 0 && slots > 0 {
+                    crate::store::turns::claim_runnable(c, slots)?
+                } else {
+                    Vec::new()
+                };
+                Ok((turns, replies, claimed))
             })
-            .await?;
-        match status {
-            "respond" => Metrics::inc(&self.metrics.gate_respond),
-            "skip" => Metrics::inc(&self.metrics.gate_skip),
-            _ => Metrics::inc(&self.metrics.gate_command),
+            .await;
+        let (turns, replies, claimed) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                self.scheduler.unreserve(slots);
+                return Err(e);
+            }
+        };
+        let started = claimed.len();
+        self.scheduler.unreserve(slots - started);
+        self.scheduler.start(claimed);
+        for status in statuses {
+            match status {
+                "respond" => Metrics::inc(&self.metrics.gate_respond),
+                "skip" => Metrics::inc(&self.metrics.gate_skip),
+                _ => Metrics::inc(&self.metrics.gate_command),
+            }
         }
-        if turn.is_some() {
+        if turns > started {
+            // Some stay queued (the chat's turn is running, or no slot was free): the scheduler
+            // claims them when a turn finishes; waking it now costs one read and covers any case.
             self.turns_wake.notify_one();
-        } else {
+        }
+        if replies > 0 {
             self.outbox_wake.notify_one();
         }
         Ok(())
@@ -319,7 +416,7 @@ impl Gatekeeper {
                         "discriminator budget of {} calls used today; mentions only until midnight",
                         self.daily_calls
                     ),
-                    started.elapsed().as_micros() as i64,
+                    elapsed_us(started),
                     None,
                 ),
                 None,
@@ -367,7 +464,7 @@ impl Gatekeeper {
                     if o.should_respond { "respond" } else { "skip" },
                     "Model",
                     o.reason,
-                    started.elapsed().as_micros() as i64,
+                    elapsed_us(started),
                     Some(o.cost_usd),
                 )
             }
@@ -391,7 +488,7 @@ impl Gatekeeper {
                     "staying quiet in a group"
                 }
             ),
-            started.elapsed().as_micros() as i64,
+            elapsed_us(started),
             None,
         )
     }
@@ -574,6 +671,20 @@ impl Gatekeeper {
         }
         Ok(lines.join("\n"))
     }
+}
+
+/// A decision made, waiting to be recorded.
+struct Decided {
+    msg: PendingMessage,
+    record: GateRecord,
+    /// The answer to send (a command's, a refusal).
+    reply: Option<String>,
+    /// The discriminator's model use, to meter with the decision.
+    usage: Option<UsageRecord>,
+}
+
+fn elapsed_us(started: Instant) -> i64 {
+    i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX)
 }
 
 fn decision(

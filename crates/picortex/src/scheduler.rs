@@ -3,9 +3,12 @@
 //! together with its reply's outbox row in one transaction. A retryable agent failure gets one
 //! more attempt; after that the chat is told plainly, with the request id. A chat whose model
 //! budget for the day is used up gets one message saying so instead of a turn.
+//! The gatekeeper claims the turns it queues in the transaction that queues them, with slots
+//! reserved here, so an answered message needs no claim of its own; the scheduler's loop claims
+//! the rest (turns queued behind a running one, retries, turns recovered after a restart).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -23,6 +26,10 @@ use crate::store::{Store, StoreResult};
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// iMessage drops a typing indicator after a while; refresh it this often during a turn.
 const TYPING_REFRESH: Duration = Duration::from_secs(20);
+/// A turn that answers sooner than this shows no typing indicator: one shown for a moment is
+/// not seen before the answer replaces it, and would cost two API calls (start and stop) per
+/// turn.
+const TYPING_DELAY: Duration = Duration::from_millis(500);
 
 pub struct Scheduler {
     store: Store,
@@ -35,7 +42,11 @@ pub struct Scheduler {
     wake: Arc<Notify>,
     /// Woken when a reply lands in the outbox.
     outbox_wake: Arc<Notify>,
+    /// Turn slots taken: turns running, and slots reserved for a claim in progress.
     running: AtomicUsize,
+    /// Set once turns left running by a previous process have been recovered; until then
+    /// nothing else may claim turns (recovery would take them for interrupted ones).
+    recovered: AtomicBool,
     /// `gateway.chat_daily_budget_usd` (0: unlimited).
     daily_budget_usd: f64,
     /// The owner's handle, told in their DM when a chat's workspace is found damaged.
@@ -66,6 +77,7 @@ impl Scheduler {
             wake,
             outbox_wake,
             running: AtomicUsize::new(0),
+            recovered: AtomicBool::new(false),
             daily_budget_usd,
             owner,
         })
@@ -81,10 +93,9 @@ impl Scheduler {
             }
             Err(e) => tracing::error!(error = %e, "could not recover interrupted turns"),
         }
+        self.recovered.store(true, Ordering::SeqCst);
         loop {
-            let free = self
-                .max_concurrent
-                .saturating_sub(self.running.load(Ordering::SeqCst));
+            let free = self.reserve(self.max_concurrent);
             // Claiming is a write; ask the (parallel) readers first whether anything waits.
             let queued = free > 0 && self.store.read(turns::any_queued).await.unwrap_or(true);
             let claimed = if queued {
@@ -98,19 +109,8 @@ impl Scheduler {
             } else {
                 Vec::new()
             };
-            for work in claimed {
-                self.running.fetch_add(1, Ordering::SeqCst);
-                let me = self.clone();
-                let span = tracing::info_span!("turn", request_id = %work.request_id, chat_id = %work.chat_id, turn_id = work.turn_id);
-                tokio::spawn(
-                    async move {
-                        me.run_turn(work).await;
-                        me.running.fetch_sub(1, Ordering::SeqCst);
-                        me.wake.notify_one();
-                    }
-                    .instrument(span),
-                );
-            }
+            self.unreserve(free - claimed.len());
+            self.start(claimed);
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
@@ -118,12 +118,59 @@ impl Scheduler {
         }
     }
 
-    /// Turns the chat's typing indicator on until the returned sender fires (or is dropped).
+    /// Reserves up to `wanted` free turn slots for a claim and returns how many it got (none
+    /// before recovery). Each slot is then either taken by a claimed turn ([`Self::start`]) or
+    /// given back ([`Self::unreserve`]). The gatekeeper claims the turns it queues itself, in
+    /// the transaction that queues them, sparing a read and a write per answered message.
+    pub fn reserve(&self, wanted: usize) -> usize {
+        if !self.recovered.load(Ordering::SeqCst) {
+            return 0;
+        }
+        let mut reserved = 0;
+        let _ = self
+            .running
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |running| {
+                reserved = self.max_concurrent.saturating_sub(running).min(wanted);
+                Some(running + reserved)
+            });
+        reserved
+    }
+
+    /// Gives back reserved slots no claimed turn took.
+    pub fn unreserve(&self, slots: usize) {
+        if slots > 0 {
+            self.running.fetch_sub(slots, Ordering::SeqCst);
+        }
+    }
+
+    /// Runs turns claimed with reserved slots, one slot each; a finished turn frees its slot and
+    /// wakes the scheduler to claim what waits.
+    pub fn start(self: &Arc<Self>, claimed: Vec<TurnWork>) {
+        for work in claimed {
+            let me = self.clone();
+            let span = tracing::info_span!("turn", request_id = %work.request_id, chat_id = %work.chat_id, turn_id = work.turn_id);
+            tokio::spawn(
+                async move {
+                    me.run_turn(work).await;
+                    me.running.fetch_sub(1, Ordering::SeqCst);
+                    me.wake.notify_one();
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    /// Turns the chat's typing indicator on, after [`TYPING_DELAY`], until the returned sender
+    /// fires (or is dropped).
     fn show_typing(&self, chat_id: &str) -> tokio::sync::oneshot::Sender<()> {
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let channel = self.channel.clone();
         let chat_id = chat_id.to_owned();
         tokio::spawn(async move {
+            tokio::select! {
+                _ = &mut stop_rx => return,
+                _ = tokio::time::sleep(TYPING_DELAY) => {}
+            }
             loop {
                 if let Err(e) = channel.typing(&chat_id, true).await {
                     tracing::debug!(error = %e, "typing indicator not shown");

@@ -3,10 +3,10 @@
 //! Retry-After), marks permanent failures, and resumes whatever was pending after a restart.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tracing::Instrument;
 
 use crate::channel::{Channel, ChannelError};
@@ -26,7 +26,6 @@ pub struct Sender {
     config: OutboxConfig,
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
-    in_flight: Mutex<HashSet<i64>>,
     permits: Arc<Semaphore>,
 }
 
@@ -45,38 +44,53 @@ impl Sender {
             config,
             metrics,
             wake,
-            in_flight: Mutex::new(HashSet::new()),
             permits,
         })
     }
 
     /// Runs until the task is dropped.
     pub async fn run(self: Arc<Self>) {
+        // Rows being sent. A finished send reports its row here only after its outcome is
+        // committed, and reports are taken off only at the top of the loop, between reads: so
+        // a read that began before an outcome was committed (and may still list the row as
+        // pending) is always handled while the row still counts as in flight, and no row is
+        // sent twice without a second read of the store per send.
+        let mut in_flight: HashSet<i64> = HashSet::new();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<i64>();
         loop {
+            while let Ok(id) = done_rx.try_recv() {
+                in_flight.remove(&id);
+            }
             let now = now_ms();
-            let due = self
+            let read = self
                 .store
-                .read(move |c| outbox::due(c, now, DUE_PAGE))
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "outbox: cannot read due deliveries");
-                    Vec::new()
-                });
+                .read(move |c| {
+                    Ok((
+                        outbox::due(c, now, DUE_PAGE)?,
+                        outbox::next_due_after(c, now)?,
+                    ))
+                })
+                .await;
+            let (due, next_at) = read.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "outbox: cannot read due deliveries");
+                (Vec::new(), None)
+            });
             let full_page = due.len() == DUE_PAGE;
             for delivery in due {
-                if !self.claim(delivery.id) {
+                if !in_flight.insert(delivery.id) {
                     continue;
                 }
                 let Ok(permit) = self.permits.clone().acquire_owned().await else {
                     return;
                 };
                 let me = self.clone();
+                let done = done_tx.clone();
                 let span = tracing::info_span!("deliver", request_id = %delivery.request_id, chat_id = %delivery.chat_id, outbox_id = delivery.id);
                 tokio::spawn(
                     async move {
                         let id = delivery.id;
                         me.deliver(delivery).await;
-                        me.release(id);
+                        let _ = done.send(id);
                         drop(permit);
                         me.wake.notify_one();
                     }
@@ -86,7 +100,12 @@ impl Sender {
             if full_page {
                 continue;
             }
-            let sleep = self.next_wait(now).await;
+            // Until the next delivery due after `now`. Rows due already are in flight (every due
+            // row not in flight was just spawned); their completion wakes the loop.
+            let sleep = next_at.map_or(IDLE_POLL, |at| {
+                let ms = (at - now_ms()).clamp(0, IDLE_POLL.as_millis() as i64);
+                Duration::from_millis(ms as u64)
+            });
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
@@ -94,47 +113,7 @@ impl Sender {
         }
     }
 
-    fn claim(&self, id: i64) -> bool {
-        self.in_flight
-            .lock()
-            .map(|mut s| s.insert(id))
-            .unwrap_or(false)
-    }
-
-    fn release(&self, id: i64) {
-        if let Ok(mut s) = self.in_flight.lock() {
-            s.remove(&id);
-        }
-    }
-
-    /// Until the next delivery that is due after `now`. Rows due already are in flight (every
-    /// due row not in flight was just spawned); their completion wakes the loop.
-    async fn next_wait(&self, now: i64) -> Duration {
-        match self
-            .store
-            .read(move |c| outbox::next_due_after(c, now))
-            .await
-        {
-            Ok(Some(at)) => {
-                let ms = (at - now_ms()).clamp(0, IDLE_POLL.as_millis() as i64);
-                Duration::from_millis(ms as u64)
-            }
-            _ => IDLE_POLL,
-        }
-    }
-
     async fn deliver(&self, d: Delivery) {
-        // The due list may have been read just before an earlier send of this row recorded its
-        // outcome; sending again would be harmless (same idempotency key) but wasted.
-        let id = d.id;
-        let still_pending = self
-            .store
-            .read(move |c| outbox::is_pending(c, id))
-            .await
-            .unwrap_or(true);
-        if !still_pending {
-            return;
-        }
         let started = std::time::Instant::now();
         let result = self
             .channel

@@ -21,6 +21,21 @@ pub struct PendingMessage {
 }
 
 impl PendingMessage {
+    /// The message from a row of `id, chat_id, COALESCE(sender, ''), text, parts_json, reply_to,
+    /// COALESCE(request_id, ''), created_at`.
+    pub fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(PendingMessage {
+            id: r.get(0)?,
+            chat_id: r.get(1)?,
+            sender: r.get(2)?,
+            text: r.get(3)?,
+            parts_json: r.get(4)?,
+            reply_to: r.get(5)?,
+            request_id: r.get(6)?,
+            created_at: r.get(7)?,
+        })
+    }
+
     /// Whether the message carries anything but text (images, voice, files, app cards).
     pub fn has_non_text(&self) -> bool {
         serde_json::from_str::<Vec<serde_json::Value>>(&self.parts_json)
@@ -37,28 +52,17 @@ pub fn chats_with_pending(conn: &Connection) -> StoreResult<Vec<String>> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The chat's oldest message awaiting the gate, if any.
-pub fn next_pending(conn: &Connection, chat_id: &str) -> StoreResult<Option<PendingMessage>> {
+/// The chat's messages awaiting the gate, oldest first, at most `limit`.
+pub fn pending(conn: &Connection, chat_id: &str, limit: usize) -> StoreResult<Vec<PendingMessage>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, chat_id, COALESCE(sender, ''), text, parts_json, reply_to,
                 COALESCE(request_id, ''), created_at
          FROM messages WHERE chat_id = ?1 AND gate_status = 'pending'
-         ORDER BY created_at, rowid LIMIT 1",
+         ORDER BY created_at, rowid",
     )?;
-    Ok(stmt
-        .query_row([chat_id], |r| {
-            Ok(PendingMessage {
-                id: r.get(0)?,
-                chat_id: r.get(1)?,
-                sender: r.get(2)?,
-                text: r.get(3)?,
-                parts_json: r.get(4)?,
-                reply_to: r.get(5)?,
-                request_id: r.get(6)?,
-                created_at: r.get(7)?,
-            })
-        })
-        .optional()?)
+    // No `LIMIT ?`: a bound limit makes SQLite re-prepare the statement on every use.
+    let rows = stmt.query_map([chat_id], PendingMessage::from_row)?;
+    Ok(rows.take(limit).collect::<Result<_, _>>()?)
 }
 
 /// One earlier message of the chat, for the discriminator's context.
@@ -69,9 +73,10 @@ pub struct RecentMessage {
     pub from_bot: bool,
 }
 
-/// What the gate knows about a message's chat.
+/// What the gate knows about a chat: the same for every message it decides there until an
+/// owner command changes it.
 #[derive(Debug, Clone)]
-pub struct GateFacts {
+pub struct ChatGateFacts {
     pub is_group: bool,
     pub display_name: Option<String>,
     /// Participants other than the bot.
@@ -81,73 +86,135 @@ pub struct GateFacts {
     /// Whether skipped messages are handed to the next answered turn (`accumulate`, the default)
     /// or dropped.
     pub accumulate: bool,
+}
+
+/// What the gate knows about one message and its chat.
+#[derive(Debug, Clone)]
+pub struct GateFacts {
+    pub chat: ChatGateFacts,
     /// The message answers one of the bot's messages inline.
     pub replies_to_bot: bool,
     /// Up to `recent` messages before this one, oldest first.
     pub recent: Vec<RecentMessage>,
 }
 
+/// A message awaiting the gate with what the rules need to know about it.
+#[derive(Debug, Clone)]
+pub struct PendingDecision {
+    pub message: PendingMessage,
+    pub replies_to_bot: bool,
+}
+
+/// A chat's messages awaiting the gate, oldest first, with the chat's facts: one read for all
+/// of them, since the rules decide most messages without any further I/O.
+#[derive(Debug, Clone)]
+pub struct PendingBatch {
+    pub chat: ChatGateFacts,
+    pub messages: Vec<PendingDecision>,
+}
+
+/// Up to `limit` of the chat's pending messages with the chat's facts, or `None` when nothing
+/// waits.
+pub fn pending_batch(
+    conn: &Connection,
+    chat_id: &str,
+    limit: usize,
+) -> StoreResult<Option<PendingBatch>> {
+    let pending = pending(conn, chat_id, limit)?;
+    if pending.is_empty() {
+        return Ok(None);
+    }
+    let chat = chat_facts(conn, chat_id)?;
+    let messages = pending
+        .into_iter()
+        .map(|message| {
+            let replies_to_bot = replies_to_bot(conn, message.reply_to.as_deref())?;
+            Ok(PendingDecision {
+                message,
+                replies_to_bot,
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok(Some(PendingBatch { chat, messages }))
+}
+
+/// Everything the gate knows about one message, read on its own (the gate benchmark times this;
+/// the gatekeeper reads [`pending_batch`] and, for the discriminator, [`recent_messages`]).
 pub fn facts(conn: &Connection, msg: &PendingMessage, recent: usize) -> StoreResult<GateFacts> {
-    let (is_group, display_name): (bool, Option<String>) = conn.query_row(
-        "SELECT is_group, display_name FROM chats WHERE id = ?1",
-        [&msg.chat_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    Ok(GateFacts {
+        chat: chat_facts(conn, &msg.chat_id)?,
+        replies_to_bot: replies_to_bot(conn, msg.reply_to.as_deref())?,
+        recent: recent_messages(conn, msg, recent)?,
+    })
+}
+
+pub fn chat_facts(conn: &Connection, chat_id: &str) -> StoreResult<ChatGateFacts> {
+    let (is_group, display_name): (bool, Option<String>) = conn
+        .prepare_cached("SELECT is_group, display_name FROM chats WHERE id = ?1")?
+        .query_row([chat_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let mut stmt = conn.prepare_cached(
         "SELECT handle FROM participants WHERE chat_id = ?1 AND is_me = 0 AND left_at IS NULL
          ORDER BY joined_at, handle",
     )?;
     let participants = stmt
-        .query_map([&msg.chat_id], |r| r.get(0))?
+        .query_map([chat_id], |r| r.get(0))?
         .collect::<Result<Vec<String>, _>>()?;
     let config: Option<(Option<String>, String)> = conn
-        .query_row(
-            "SELECT attention_mode, settings_json FROM chat_config WHERE chat_id = ?1",
-            [&msg.chat_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT attention_mode, settings_json FROM chat_config WHERE chat_id = ?1")?
+        .query_row([chat_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (mode, settings) = config.unwrap_or((None, "{}".into()));
     let accumulate = serde_json::from_str::<serde_json::Value>(&settings)
         .ok()
         .and_then(|v| v["context"].as_str().map(|c| c != "drop"))
         .unwrap_or(true);
-    let replies_to_bot = match &msg.reply_to {
-        Some(target) => conn
-            .query_row(
-                "SELECT 1 FROM messages WHERE id = ?1 AND direction = 'outbound'",
-                [target],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some(),
-        None => false,
+    Ok(ChatGateFacts {
+        is_group,
+        display_name,
+        participants,
+        mode,
+        accumulate,
+    })
+}
+
+/// Whether `reply_to` names one of the bot's own messages.
+fn replies_to_bot(conn: &Connection, reply_to: Option<&str>) -> StoreResult<bool> {
+    let Some(target) = reply_to else {
+        return Ok(false);
     };
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM messages WHERE id = ?1 AND direction = 'outbound'")?
+        .query_row([target], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Up to `recent` messages of the chat before `msg`, oldest first.
+pub fn recent_messages(
+    conn: &Connection,
+    msg: &PendingMessage,
+    recent: usize,
+) -> StoreResult<Vec<RecentMessage>> {
     // Rowids grow in arrival order, which is the order people saw the messages in.
     let mut stmt = conn.prepare_cached(
         "SELECT COALESCE(sender, ''), text, direction = 'outbound' FROM messages
          WHERE chat_id = ?1 AND rowid < (SELECT rowid FROM messages WHERE id = ?2)
-         ORDER BY rowid DESC LIMIT ?3",
+         ORDER BY rowid DESC",
     )?;
-    let mut recent_rows = stmt
-        .query_map(params![msg.chat_id, msg.id, recent as i64], |r| {
+    // No `LIMIT ?`: a bound limit makes SQLite re-prepare the statement on every use; the index
+    // walks the chat backwards, so taking the first rows reads only those.
+    let mut rows = stmt
+        .query_map(params![msg.chat_id, msg.id], |r| {
             Ok(RecentMessage {
                 sender: r.get(0)?,
                 text: r.get(1)?,
                 from_bot: r.get(2)?,
             })
         })?
+        .take(recent)
         .collect::<Result<Vec<_>, _>>()?;
-    recent_rows.reverse();
-    Ok(GateFacts {
-        is_group,
-        display_name,
-        participants,
-        mode,
-        accumulate,
-        replies_to_bot,
-        recent: recent_rows,
-    })
+    rows.reverse();
+    Ok(rows)
 }
 
 /// A decision, as stored with the message.
@@ -328,9 +395,10 @@ pub fn recent_decisions(
         "SELECT id, COALESCE(sender, ''), text, gate_status, gate_rule, gate_reason,
                 gate_latency_us, gate_cost_usd
          FROM messages WHERE chat_id = ?1 AND gate_status IS NOT NULL AND gate_status != 'pending'
-         ORDER BY gate_at DESC, rowid DESC LIMIT ?2",
+         ORDER BY gate_at DESC, rowid DESC",
     )?;
-    let rows = stmt.query_map(params![chat_id, limit as i64], |r| {
+    // No `LIMIT ?`: a bound limit makes SQLite re-prepare the statement on every use.
+    let rows = stmt.query_map([chat_id], |r| {
         Ok(DecisionRow {
             message_id: r.get(0)?,
             sender: r.get(1)?,
@@ -342,7 +410,7 @@ pub fn recent_decisions(
             cost_usd: r.get(7)?,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(rows.take(limit).collect::<Result<_, _>>()?)
 }
 
 /// Decisions of the last 24 hours by status and rule, for /health.

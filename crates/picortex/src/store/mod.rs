@@ -298,7 +298,11 @@ struct BatchOutcome {
 }
 
 fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>) -> BatchOutcome {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    // Cached like every statement on the writer: `execute_batch` would parse it every batch.
+    if let Err(e) = conn
+        .prepare_cached("BEGIN IMMEDIATE")
+        .and_then(|mut s| s.execute([]))
+    {
         // Nothing ran. Dropping the jobs drops their reply channels, so every caller gets
         // `WriterGone` and nothing is acknowledged that was not written.
         tracing::error!(error = %e, "store: could not begin a write transaction");
@@ -309,10 +313,14 @@ fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>) -> BatchOutcome {
         };
     }
     let completions: Vec<Completion> = batch.drain(..).map(|job| job(conn)).collect();
-    let result = conn.execute_batch("COMMIT").map_err(|e| {
-        let _ = conn.execute_batch("ROLLBACK");
-        e.to_string()
-    });
+    let result = conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut s| s.execute([]))
+        .map(|_| ())
+        .map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            e.to_string()
+        });
     BatchOutcome {
         result,
         completions,
@@ -383,6 +391,49 @@ mod tests {
         drop(store);
         let again = Store::open(&dir.path().join("t.db")).unwrap();
         assert!(again.ping().await);
+    }
+
+    /// SQLite plans with the value bound to a `LIMIT ?`, so a statement with one is re-prepared
+    /// every time it is bound: the statement cache then saves nothing (it cost the gatekeeper's
+    /// and the sender's hot reads a re-parse each). Limits are applied while reading rows.
+    #[test]
+    fn no_statement_binds_its_limit() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch("CREATE TABLE t (a INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (2);")
+            .unwrap();
+        let reprepares = |sql: &str, bind: &[&dyn rusqlite::ToSql]| {
+            for _ in 0..3 {
+                let mut stmt = c.prepare_cached(sql).unwrap();
+                let rows: Vec<i64> = stmt
+                    .query_map(bind, |r| r.get(0))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                assert!(!rows.is_empty());
+            }
+            c.prepare_cached(sql)
+                .unwrap()
+                .get_status(rusqlite::StatementStatus::RePrepare)
+        };
+        assert!(
+            reprepares("SELECT a FROM t LIMIT ?1", &[&5]) > 0,
+            "SQLite changed"
+        );
+        assert_eq!(reprepares("SELECT a FROM t WHERE a > ?1", &[&0]), 0);
+        let sources = [
+            include_str!("gate.rs"),
+            include_str!("messages.rs"),
+            include_str!("outbox.rs"),
+            include_str!("turns.rs"),
+            include_str!("usage.rs"),
+            include_str!("../lifecycle.rs"),
+        ];
+        for source in sources {
+            let code = source.lines().filter(|l| !l.trim_start().starts_with("//"));
+            for line in code {
+                assert!(!line.contains("LIMIT ?"), "a bound LIMIT: {line}");
+            }
+        }
     }
 
     #[tokio::test]

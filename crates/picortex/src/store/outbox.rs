@@ -98,9 +98,11 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> StoreResult<Vec<Deliver
         "SELECT id, chat_id, idempotency_key, content_json, attempts, request_id FROM outbox o
          WHERE status = 'pending' AND next_attempt_at <= ?1
            AND id = (SELECT MIN(p.id) FROM outbox p WHERE p.chat_id = o.chat_id AND p.status = 'pending')
-         ORDER BY next_attempt_at, id LIMIT ?2",
+         ORDER BY next_attempt_at, id",
     )?;
-    let rows = stmt.query_map(params![now, limit as i64], |r| {
+    // The limit is applied here, not as `LIMIT ?`: SQLite plans with a bound LIMIT's value and
+    // so re-prepares the statement every time it is bound (see `store::tests`).
+    let rows = stmt.query_map([now], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, String>(1)?,
@@ -111,7 +113,7 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> StoreResult<Vec<Deliver
         ))
     })?;
     let mut out = Vec::new();
-    for row in rows {
+    for row in rows.take(limit) {
         let (id, chat_id, idempotency_key, content, attempts, request_id) = row?;
         let message = serde_json::from_str(&content)
             .map_err(|e| StoreError::Corrupt(format!("outbox row {id}: {e}")))?;
@@ -127,26 +129,13 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> StoreResult<Vec<Deliver
     Ok(out)
 }
 
-/// Whether the delivery is still waiting to be sent.
-pub fn is_pending(conn: &Connection, id: i64) -> StoreResult<bool> {
-    Ok(conn
-        .query_row(
-            "SELECT status = 'pending' FROM outbox WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(false))
-}
-
 /// When the earliest pending delivery due after `now` is due, if any.
 pub fn next_due_after(conn: &Connection, now: i64) -> StoreResult<Option<i64>> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending' AND next_attempt_at > ?1",
-            [now],
-            |r| r.get(0),
-        )
+        )?
+        .query_row([now], |r| r.get(0))
         .optional()?
         .flatten())
 }

@@ -24,11 +24,10 @@ pub fn enqueue(
     now: i64,
 ) -> StoreResult<i64> {
     let queued: Option<i64> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT id FROM turns WHERE chat_id = ?1 AND status = 'queued' ORDER BY id LIMIT 1",
-            [chat_id],
-            |r| r.get(0),
-        )
+        )?
+        .query_row([chat_id], |r| r.get(0))
         .optional()?;
     let turn_id = match queued {
         Some(id) => id,
@@ -99,10 +98,12 @@ pub fn claim_runnable(conn: &Connection, limit: usize) -> StoreResult<Vec<TurnWo
          WHERE t.status = 'queued'
            AND NOT EXISTS (SELECT 1 FROM turns r WHERE r.chat_id = t.chat_id AND r.status = 'running')
            AND t.id = (SELECT MIN(q.id) FROM turns q WHERE q.chat_id = t.chat_id AND q.status = 'queued')
-         ORDER BY t.id LIMIT ?1",
+         ORDER BY t.id",
     )?;
+    // No `LIMIT ?`: a bound limit makes SQLite re-prepare the statement on every use.
     let picked = stmt
-        .query_map([limit as i64], turn_work)?
+        .query_map([], turn_work)?
+        .take(limit)
         .collect::<Result<Vec<_>, _>>()?;
     let mut claimed = Vec::with_capacity(picked.len());
     for mut work in picked {
