@@ -116,18 +116,42 @@ async fn sigkill_during_a_burst_loses_nothing_and_doubles_nothing() {
 
     // Wait for the daemon to answer everything (read the store read-only from here).
     let db = data.path().join("picortex.db");
-    eventually(
-        Duration::from_secs(120),
-        "all 200 messages answered",
-        || {
-            let db = db.clone();
-            async move {
-                let store = picortex::store::Store::open(&db).ok()?;
-                outbox_settled(&store, 200).await.then_some(())
-            }
-        },
-    )
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let store = picortex::store::Store::open(&db).unwrap();
+        if outbox_settled(&store, 200).await {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            // Say where the pipeline stopped, and keep the data for a look.
+            let summary = store
+                .read(|c| {
+                    let mut out = Vec::new();
+                    for sql in [
+                        "SELECT 'messages ' || gate_status, COUNT(*) FROM messages WHERE direction = 'inbound' GROUP BY gate_status",
+                        "SELECT 'turns ' || status, COUNT(*) FROM turns GROUP BY status",
+                        "SELECT 'outbox ' || status, COUNT(*) FROM outbox GROUP BY status",
+                    ] {
+                        let mut stmt = c.prepare(sql)?;
+                        let rows = stmt.query_map([], |r| {
+                            Ok(format!("{}: {}", r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                        })?;
+                        for row in rows {
+                            out.push(row?);
+                        }
+                    }
+                    Ok(out)
+                })
+                .await
+                .unwrap_or_default();
+            let kept = data.keep();
+            panic!(
+                "timed out waiting for all 200 messages answered: {summary:?}; data kept in {}",
+                kept.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_each_answered_once(&sim, &sent).await;
     daemon.sigkill().await;
     println!("killed the daemon {kills} times during the burst");

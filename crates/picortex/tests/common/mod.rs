@@ -362,11 +362,20 @@ pub fn use_claude_agent(config: &mut Config, workspace_root: &Path, claude: &Pat
     config.workspace_root = workspace_root.to_owned();
 }
 
-/// A loopback port free right now (for a daemon child process that must keep its port across
-/// restarts).
+/// A loopback port free right now, for a daemon child process that must keep its port across
+/// restarts. It is taken below the kernel's ephemeral range (32768 and up here), so while the
+/// daemon is down between a kill and its restart no outgoing connection or port-0 listener of
+/// another test can be handed the port.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    use std::hash::{BuildHasher as _, RandomState};
+    let seed = RandomState::new().hash_one(std::process::id());
+    for i in 0..1000u64 {
+        let port = 20_000 + ((seed.wrapping_add(i.wrapping_mul(7_919))) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between 20000 and 32000");
 }
 
 /// Writes a TOML config for a daemon child process pointing at `sim`, its data under `data`;
