@@ -3,7 +3,7 @@
 //! one for the daemon sized like `picortex serve` (a worker per CPU) and one for the load
 //! generator and stand-ins, so their threads can be told apart in the CPU figures; the scratch
 //! directory it runs in, the release binaries it builds, and the tools found on `PATH` that a
-//! benchmark needs or skips a part without.
+//! benchmark needs or skips a part without; and the isolation modes a benchmark compares.
 
 use std::path::{Path, PathBuf};
 
@@ -106,4 +106,39 @@ pub fn build_release<const N: usize>(
         anyhow::ensure!(bin.is_file(), "{} is missing", bin.display());
     }
     Ok(bins)
+}
+
+/// The two ways a chat is kept apart, each measured with the other as its baseline, in the
+/// order they are reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Mode {
+    Sandbox,
+    Landlock,
+}
+
+impl Mode {
+    pub const BOTH: [Mode; 2] = [Mode::Sandbox, Mode::Landlock];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Sandbox => "sandbox",
+            Mode::Landlock => "landlock",
+        }
+    }
+
+    pub fn isolation(self) -> picortex::config::IsolationMode {
+        match self {
+            Mode::Sandbox => picortex::config::IsolationMode::Sandbox,
+            Mode::Landlock => picortex::config::IsolationMode::Landlock,
+        }
+    }
+
+    /// Both modes, the first one alternating with `i`, so both share the machine's noise.
+    pub fn order(i: usize) -> [Mode; 2] {
+        if i.is_multiple_of(2) {
+            Mode::BOTH
+        } else {
+            [Mode::Landlock, Mode::Sandbox]
+        }
+    }
 }

@@ -50,11 +50,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::Parser;
 use linq::webhook::WebhookSecret;
-use picortex::config::{AgentKind, Config, IsolationMode, LinqConfig};
+use picortex::config::{AgentKind, Config, LinqConfig};
 use picortex::daemon::DaemonHandle;
 use picortex_bench::chat_home::{Cleanup, HelperOp, helper_ops};
 use picortex_bench::cpu::{Snapshot, Usage};
-use picortex_bench::harness::{self, find_on_path};
+use picortex_bench::harness::{self, Mode, find_on_path};
 use picortex_bench::linq_standin::{self, LinqSeen, Texter};
 use picortex_bench::machine::Machine;
 use picortex_bench::stats::{Summary, ms, summarize};
@@ -103,40 +103,6 @@ struct Args {
     /// Where the temporary directory is made [default: <workspace>/target/bench-tmp].
     #[arg(long)]
     tmp_dir: Option<PathBuf>,
-}
-
-/// The two ways a chat is kept apart, in the order they are reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Mode {
-    Sandbox,
-    Landlock,
-}
-
-impl Mode {
-    const BOTH: [Mode; 2] = [Mode::Sandbox, Mode::Landlock];
-
-    fn name(self) -> &'static str {
-        match self {
-            Mode::Sandbox => "sandbox",
-            Mode::Landlock => "landlock",
-        }
-    }
-
-    fn isolation(self) -> IsolationMode {
-        match self {
-            Mode::Sandbox => IsolationMode::Sandbox,
-            Mode::Landlock => IsolationMode::Landlock,
-        }
-    }
-
-    /// Both modes, the first one alternating with `i`.
-    fn order(i: usize) -> [Mode; 2] {
-        if i.is_multiple_of(2) {
-            Mode::BOTH
-        } else {
-            [Mode::Landlock, Mode::Sandbox]
-        }
-    }
 }
 
 /// The cases, in the order they are reported.

@@ -36,12 +36,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use linq::webhook::WebhookSecret;
-use picortex::config::{AgentKind, Config, IsolationMode, LinqConfig};
+use picortex::config::{AgentKind, Config, LinqConfig};
 use picortex::isolation::Isolation;
 use picortex::workspace::{RunnerLaunch, Workspaces};
 use picortex_bench::chat_home::{Cleanup, runner_duration, stop_tmux_server};
 use picortex_bench::cpu::{Snapshot, Usage};
-use picortex_bench::harness::{self, find_on_path};
+use picortex_bench::harness::{self, Mode, find_on_path};
 use picortex_bench::linq_standin::{self, LinqSeen, Texter};
 use picortex_bench::machine::Machine;
 use picortex_bench::stats::{Summary, ms, p50_p90_p99_max_cells, summarize};
@@ -81,31 +81,6 @@ struct Args {
     /// Where the temporary directory is made [default: <workspace>/target/bench-tmp].
     #[arg(long)]
     tmp_dir: Option<PathBuf>,
-}
-
-/// The two ways a chat is kept apart, in the order they are reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Mode {
-    Sandbox,
-    Landlock,
-}
-
-impl Mode {
-    const BOTH: [Mode; 2] = [Mode::Sandbox, Mode::Landlock];
-
-    fn name(self) -> &'static str {
-        match self {
-            Mode::Sandbox => "sandbox",
-            Mode::Landlock => "landlock",
-        }
-    }
-
-    fn isolation(self) -> IsolationMode {
-        match self {
-            Mode::Sandbox => IsolationMode::Sandbox,
-            Mode::Landlock => IsolationMode::Landlock,
-        }
-    }
 }
 
 /// The real binaries the chats run.
