@@ -326,6 +326,26 @@ pub fn cleanup_chats(root: &Path) {
             }
         }
     }
+    // Chat users whose home (under `root`) is gone: an archived chat's account is removed
+    // with it, but a test that failed midway can leave one behind.
+    if nix::unistd::geteuid().is_root()
+        && let Ok(passwd) = std::fs::read_to_string("/etc/passwd")
+    {
+        for line in passwd.lines() {
+            let fields: Vec<&str> = line.split(':').collect();
+            if let [name, _, _, _, _, home, ..] = fields[..]
+                && name.starts_with("chat-")
+                && Path::new(home).starts_with(root)
+            {
+                for tool in ["userdel", "groupdel"] {
+                    let _ = std::process::Command::new(tool)
+                        .arg("--")
+                        .arg(name)
+                        .output();
+                }
+            }
+        }
+    }
 }
 
 /// The Claude Code CLI for tests: `PICORTEX_CLAUDE_BIN`, else `claude` on PATH. None (and a
