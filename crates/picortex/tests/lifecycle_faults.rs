@@ -120,29 +120,64 @@ fn chat_running(home: &Path) -> bool {
         || picortex::workspace::Tmux::for_home(home).has_session()
 }
 
+/// An in-process daemon with the `cat` command agent, the owner API on and its archives in
+/// `<root>/archive`, its chats under a temporary root that is cleaned up at the end.
+struct Fixture {
+    // Dropped in this order: the daemon (and its helper), then the chats, then the directory.
+    stack: Stack,
+    _cleanup: Cleanup,
+    root: tempfile::TempDir,
+    archive_dir: PathBuf,
+}
+
+impl Fixture {
+    async fn start(tweak: impl FnOnce(&mut picortex::config::Config)) -> Fixture {
+        let root = tempfile::tempdir().unwrap();
+        let archive_dir = root.path().join("archive");
+        let stack = Stack::start_with(|c| {
+            use_command_agent(c, root.path(), &["cat"]);
+            c.api_token = Some(TOKEN.into());
+            c.lifecycle.archive_dir = Some(archive_dir.clone());
+            tweak(c);
+        })
+        .await;
+        Fixture {
+            stack,
+            _cleanup: Cleanup(root.path().to_owned()),
+            root,
+            archive_dir,
+        }
+    }
+
+    fn base(&self) -> String {
+        self.stack.daemon.base_url()
+    }
+
+    fn db(&self) -> PathBuf {
+        self.stack.data.path().join("picortex.db")
+    }
+
+    /// A DM from `texter` answered once; the chat and its home.
+    async fn answered_chat(&self, texter: &str) -> (String, PathBuf) {
+        let (chat, _) = self.stack.sim.dm(texter, "hello").await;
+        assert_eq!(replies(&self.stack.sim, &chat, 1).await, vec!["hello"]);
+        let home = chat_home(self.root.path(), &chat);
+        (chat, home)
+    }
+}
+
 #[tokio::test]
 async fn a_damaged_archive_fails_the_chat_tells_the_owner_once_and_destroy_starts_afresh() {
     if !have_tmux() {
         return;
     }
-    let root = tempfile::tempdir().unwrap();
-    let _cleanup = Cleanup(root.path().to_owned());
-    let archive_dir = root.path().join("archive");
     let owner = "+15551250001";
-    let stack = Stack::start_with(|c| {
-        use_command_agent(c, root.path(), &["cat"]);
-        c.owner = Some(owner.into());
-        c.api_token = Some(TOKEN.into());
-        c.lifecycle.archive_dir = Some(archive_dir.clone());
-    })
-    .await;
-    let base = stack.daemon.base_url();
-    let db = stack.data.path().join("picortex.db");
+    let fx = Fixture::start(|c| c.owner = Some(owner.into())).await;
+    let (stack, base, db) = (&fx.stack, fx.base(), fx.db());
     let (owner_dm, _) = stack.sim.dm(owner, "hi").await;
     assert_eq!(replies(&stack.sim, &owner_dm, 1).await, vec!["hi"]);
     let texter = "+15551250002";
-    let (chat, _) = stack.sim.dm(texter, "hello").await;
-    assert_eq!(replies(&stack.sim, &chat, 1).await, vec!["hello"]);
+    let (chat, _) = fx.answered_chat(texter).await;
 
     // The owner API refuses what it should.
     assert_eq!(lifecycle(&base, &chat, "archive", "wrong").await.0, 401);
@@ -223,7 +258,7 @@ async fn a_damaged_archive_fails_the_chat_tells_the_owner_once_and_destroy_start
         .await;
     assert_eq!(replies(&stack.sim, &chat, 4).await[3], "fresh start");
     assert_eq!(state_in(&db, &chat).as_deref(), Some("active"));
-    assert!(chat_home(root.path(), &chat).join(".git").is_dir());
+    assert!(chat_home(fx.root.path(), &chat).join(".git").is_dir());
     println!("PASS: after destroy, the next message starts a fresh workspace and is answered");
 }
 
@@ -232,22 +267,12 @@ async fn messages_arriving_while_a_chat_is_restored_are_all_answered_once() {
     if !have_tmux() {
         return;
     }
-    let root = tempfile::tempdir().unwrap();
-    let _cleanup = Cleanup(root.path().to_owned());
-    let archive_dir = root.path().join("archive");
-    let stack = Stack::start_with(|c| {
-        use_command_agent(c, root.path(), &["cat"]);
-        c.api_token = Some(TOKEN.into());
-        c.lifecycle.archive_dir = Some(archive_dir.clone());
-    })
-    .await;
-    let base = stack.daemon.base_url();
+    let fx = Fixture::start(|_| {}).await;
+    let (stack, base) = (&fx.stack, fx.base());
     let texter = "+15551250006";
-    let (chat, _) = stack.sim.dm(texter, "hello").await;
-    assert_eq!(replies(&stack.sim, &chat, 1).await, vec!["hello"]);
-    let home = chat_home(root.path(), &chat);
+    let (chat, home) = fx.answered_chat(texter).await;
     let name = home.file_name().unwrap().to_string_lossy().into_owned();
-    let staging = root.path().join(format!(".{name}.restoring"));
+    let staging = fx.root.path().join(format!(".{name}.restoring"));
     let noise = fill_home(&home, 48 << 20);
     let (status, body) = lifecycle(&base, &chat, "archive", TOKEN).await;
     assert_eq!(
@@ -304,21 +329,11 @@ async fn the_chat_commands_move_a_chat_through_every_state() {
     if !have_tmux() {
         return;
     }
-    let root = tempfile::tempdir().unwrap();
-    let _cleanup = Cleanup(root.path().to_owned());
-    let archive_dir = root.path().join("archive");
-    let stack = Stack::start_with(|c| {
-        use_command_agent(c, root.path(), &["cat"]);
-        c.api_token = Some(TOKEN.into());
-        c.lifecycle.archive_dir = Some(archive_dir.clone());
-    })
-    .await;
-    let base = stack.daemon.base_url();
+    let fx = Fixture::start(|_| {}).await;
+    let (stack, base) = (&fx.stack, fx.base());
     let config = stack.data.path().join("cli.toml");
     std::fs::write(&config, format!("api_token = {TOKEN:?}\n")).unwrap();
-    let (chat, _) = stack.sim.dm("+15551250003", "hello").await;
-    assert_eq!(replies(&stack.sim, &chat, 1).await, vec!["hello"]);
-    let home = chat_home(root.path(), &chat);
+    let (chat, home) = fx.answered_chat("+15551250003").await;
 
     // The daemon runs in this process: the command is awaited, not waited for.
     let cli = async |args: &[&str]| {
@@ -533,18 +548,9 @@ async fn the_sandbox_helper_killed_mid_transition_is_replaced_and_the_chat_comes
     if !have_tmux() {
         return;
     }
-    let root = tempfile::tempdir().unwrap();
-    let _cleanup = Cleanup(root.path().to_owned());
-    let archive_dir = root.path().join("archive");
-    let stack = Stack::start_with(|c| {
-        use_command_agent(c, root.path(), &["cat"]);
-        c.api_token = Some(TOKEN.into());
-        c.lifecycle.archive_dir = Some(archive_dir.clone());
-        c.lifecycle.interval_secs = 1;
-    })
-    .await;
-    let base = stack.daemon.base_url();
-    let db = stack.data.path().join("picortex.db");
+    let fx = Fixture::start(|c| c.lifecycle.interval_secs = 1).await;
+    let (stack, base, db) = (&fx.stack, fx.base(), fx.db());
+    let (root, archive_dir) = (fx.root.path(), fx.archive_dir.as_path());
     let socket = stack
         .data
         .path()
@@ -552,12 +558,10 @@ async fn the_sandbox_helper_killed_mid_transition_is_replaced_and_the_chat_comes
         .unwrap()
         .join("run/sandbox.sock");
     let texter = "+15551250005";
-    let (chat, _) = stack.sim.dm(texter, "hello").await;
-    assert_eq!(replies(&stack.sim, &chat, 1).await, vec!["hello"]);
-    let home = chat_home(root.path(), &chat);
+    let (chat, home) = fx.answered_chat(texter).await;
     let name = home.file_name().unwrap().to_string_lossy().into_owned();
     let archive = archive_dir.join(format!("{name}.tar.zst"));
-    let staging = root.path().join(format!(".{name}.restoring"));
+    let staging = root.join(format!(".{name}.restoring"));
     let noise = fill_home(&home, 48 << 20);
 
     // Hibernating: the helper dies as the chat's sandbox is stopped; the lifecycle task
@@ -595,7 +599,7 @@ async fn the_sandbox_helper_killed_mid_transition_is_replaced_and_the_chat_comes
         "{body}"
     );
     assert!(!home.exists() && archive.exists());
-    assert_eq!(leftovers(root.path(), &archive_dir), Vec::<String>::new());
+    assert_eq!(leftovers(root, archive_dir), Vec::<String>::new());
     println!(
         "PASS: helper killed mid-archive: a new helper was started and archiving again completed, nothing left over"
     );
@@ -617,7 +621,7 @@ async fn the_sandbox_helper_killed_mid_transition_is_replaced_and_the_chat_comes
         "the files came back whole"
     );
     assert!(!archive.exists());
-    assert_eq!(leftovers(root.path(), &archive_dir), Vec::<String>::new());
+    assert_eq!(leftovers(root, archive_dir), Vec::<String>::new());
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(stack.sim.bot_messages(&chat).await.len(), 2, "one reply");
     println!(
