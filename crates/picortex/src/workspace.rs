@@ -179,26 +179,6 @@ impl Workspaces {
         .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?
     }
 
-    /// Removes the chat's archive when its home is here too (a crash between archiving and
-    /// removing the home, or between restoring and removing the archive): a home under its own
-    /// name is always complete, so the archive is a stale copy.
-    fn drop_stale_local_archive(&self, chat_id: &str, home: &Path) -> Result<(), WorkspaceError> {
-        let (Some(archive_dir), Some(name)) = (&self.archive_dir, home.file_name()) else {
-            return Ok(());
-        };
-        let archive = picortex_sandbox::archive::archive_path(archive_dir, &name.to_string_lossy());
-        if archive.symlink_metadata().is_ok()
-            && picortex_sandbox::archive::read_marker(&archive)
-                .ok()
-                .flatten()
-                .as_deref()
-                == Some(chat_id)
-        {
-            std::fs::remove_file(&archive).map_err(io_err(&archive))?;
-        }
-        Ok(())
-    }
-
     /// At start-up without the helper (which does its own): removes what transitions a crash
     /// cut short left beside the homes and archives ([`picortex_sandbox::archive::sweep_leftovers`]).
     pub async fn sweep_leftovers(&self) -> Result<Vec<String>, WorkspaceError> {
@@ -241,17 +221,8 @@ impl Workspaces {
                 existed = true;
             }
             if let Some(archive_dir) = &this.archive_dir {
-                for n in 0..=picortex_sandbox::ids::MAX_SUFFIX {
-                    let name = picortex_sandbox::ids::chat_name_with_suffix(&chat_id, n);
-                    let archive = picortex_sandbox::archive::archive_path(archive_dir, &name);
-                    if archive.symlink_metadata().is_ok()
-                        && picortex_sandbox::archive::read_marker(&archive)
-                            .map_or(true, |m| m.as_deref() == Some(chat_id.as_str()))
-                    {
-                        std::fs::remove_file(&archive).map_err(io_err(&archive))?;
-                        existed = true;
-                    }
-                }
+                existed |= picortex_sandbox::archive::remove_chat_archives(archive_dir, &chat_id)
+                    .map_err(archive_err)?;
             }
             Ok(existed)
         })
@@ -461,11 +432,18 @@ impl Workspaces {
         std::fs::create_dir_all(&self.root).map_err(io_err(&self.root))?;
         for n in 0..=picortex_sandbox::ids::MAX_SUFFIX {
             let name = picortex_sandbox::ids::chat_name_with_suffix(chat_id, n);
-            let home = self.root.join(name);
+            let home = self.root.join(&name);
             let marker = home.join(".picortex").join("chat_id");
             match std::fs::read_to_string(&marker) {
                 Ok(owner) if owner == chat_id => {
-                    self.drop_stale_local_archive(chat_id, &home)?;
+                    if let Some(archive_dir) = &self.archive_dir {
+                        picortex_sandbox::archive::remove_stale_archive(
+                            archive_dir,
+                            &name,
+                            chat_id,
+                        )
+                        .map_err(archive_err)?;
+                    }
                     return Ok(home);
                 }
                 Ok(_) => continue,

@@ -460,6 +460,43 @@ pub fn remove_home(home: &Path) -> Result<(), ArchiveError> {
     remove(&aside)
 }
 
+/// Removes `<archive_dir>/<name>.tar.zst` if it is `chat_id`'s: called when the chat's home is
+/// there too (a crash came between archiving and removing the home, or between restoring and
+/// removing the archive). A home under its own name is always complete, so the archive is a
+/// stale copy that would otherwise be restored over newer work one day. Whether one was removed.
+pub fn remove_stale_archive(
+    archive_dir: &Path,
+    name: &str,
+    chat_id: &str,
+) -> Result<bool, ArchiveError> {
+    let path = archive_path(archive_dir, name);
+    if fs::symlink_metadata(&path).is_err()
+        || read_marker(&path).ok().flatten().as_deref() != Some(chat_id)
+    {
+        return Ok(false);
+    }
+    fs::remove_file(&path).map_err(io_err("removing", &path))?;
+    Ok(true)
+}
+
+/// Removes every archive of `chat_id` in `archive_dir`, under any of its names
+/// ([`crate::ids::chat_name_with_suffix`]), when the chat is destroyed: an archive left behind
+/// would bring it back with its next message. A damaged archive under one of its names goes
+/// too: it has no readable marker, and provisioning the chat stops at it. Whether there was one.
+pub fn remove_chat_archives(archive_dir: &Path, chat_id: &str) -> Result<bool, ArchiveError> {
+    let mut found = false;
+    for n in 0..=crate::ids::MAX_SUFFIX {
+        let path = archive_path(archive_dir, &crate::ids::chat_name_with_suffix(chat_id, n));
+        if fs::symlink_metadata(&path).is_ok()
+            && read_marker(&path).map_or(true, |marker| marker.as_deref() == Some(chat_id))
+        {
+            fs::remove_file(&path).map_err(io_err("removing", &path))?;
+            found = true;
+        }
+    }
+    Ok(found)
+}
+
 /// Removes what crashed transitions left behind: `.<name>.removing` and `.<name>.restoring`
 /// directories beneath the homes' `root`, and `.<name>.tar.zst.partial` files in `archive_dir`.
 /// Only for start-up, when no transition is in progress. Returns the home names whose removal

@@ -175,24 +175,6 @@ impl Provisioner {
         }))
     }
 
-    /// Removes the chat's archive when its home is here too: a crash came between archiving and
-    /// removing the home, or between restoring and removing the archive. A home under its own
-    /// name is always complete ([`archive`]), so it is the chat's files and the archive a stale
-    /// copy that would otherwise be restored over newer work one day.
-    fn drop_stale_archive(&self, chat_id: &str, name: &str) -> Result<(), HelperError> {
-        let Some(dir) = self.archive_dir.as_deref() else {
-            return Ok(());
-        };
-        let path = archive::archive_path(dir, name);
-        if path.symlink_metadata().is_err() {
-            return Ok(());
-        }
-        if archive::read_marker(&path).ok().flatten().as_deref() == Some(chat_id) {
-            std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
-        }
-        Ok(())
-    }
-
     /// At start-up: removes what transitions cut short by a crash left behind
     /// ([`archive::sweep_leftovers`]), and the accounts of homes whose removal or restore was
     /// interrupted and that are not there now (a restore makes its account again). Returns the
@@ -209,27 +191,14 @@ impl Provisioner {
         Ok(names)
     }
 
-    /// Removes every archive of the chat (under any of its names); whether there was one.
-    /// Destroying a chat uses it: an archive left behind would bring the chat back.
+    /// Removes every archive of the chat ([`archive::remove_chat_archives`]); whether there was
+    /// one. Destroying a chat uses it.
     pub fn discard_archives(&self, chat_id: &str) -> Result<bool, HelperError> {
         check_chat_id(chat_id)?;
-        let Some(dir) = self.archive_dir.as_deref() else {
-            return Ok(false);
-        };
-        let mut found = false;
-        for n in 0..=ids::MAX_SUFFIX {
-            let path = archive::archive_path(dir, &ids::chat_name_with_suffix(chat_id, n));
-            if path.symlink_metadata().is_ok()
-                // A damaged archive has no readable marker, and provisioning this chat stops at
-                // it (restoring cannot tell whose it is), so it goes too.
-                && archive::read_marker(&path)
-                    .map_or(true, |marker| marker.as_deref() == Some(chat_id))
-            {
-                std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
-                found = true;
-            }
+        match self.archive_dir.as_deref() {
+            Some(dir) => archive::remove_chat_archives(dir, chat_id).map_err(archive_error),
+            None => Ok(false),
         }
-        Ok(found)
     }
 
     pub fn root(&self) -> &Path {
@@ -311,7 +280,9 @@ impl Provisioner {
                 found: Some((name, home)),
                 ..
             } => {
-                self.drop_stale_archive(chat_id, &name)?;
+                if let Some(dir) = self.archive_dir.as_deref() {
+                    archive::remove_stale_archive(dir, &name, chat_id).map_err(archive_error)?;
+                }
                 let chat = match lookup_user(&name)? {
                     Some((uid, gid)) => ChatUser {
                         name,
