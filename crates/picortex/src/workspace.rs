@@ -767,4 +767,37 @@ mod tests {
         assert!(!home.exists(), "no empty home instead");
         assert_eq!(std::fs::read(&archive).unwrap().len(), bytes.len() / 2);
     }
+
+    #[tokio::test]
+    async fn without_the_helper_a_stale_archive_is_dropped_and_destroy_removes_everything() {
+        let root = tempfile::tempdir().unwrap();
+        let archives = root.path().join("archive");
+        std::fs::create_dir_all(&archives).unwrap();
+        let ws = Workspaces::new(root.path().join("chats")).with_archive_dir(&archives);
+        let home = ws.ensure_home("chat-y").await.unwrap();
+        let name = home.file_name().unwrap().to_string_lossy().into_owned();
+        // A crash between writing the archive and removing the home leaves both.
+        let stale = picortex_sandbox::archive::archive_home(&home, &archives, &name)
+            .unwrap()
+            .archive;
+        std::fs::write(home.join("newer.txt"), "after the archive\n").unwrap();
+        assert_eq!(ws.ensure_home("chat-y").await.unwrap(), home);
+        assert!(!stale.exists(), "the home wins; its stale archive goes");
+        assert!(home.join("newer.txt").exists());
+
+        let archive = ws.archive("chat-y").await.unwrap().unwrap();
+        assert!(ws.destroy("chat-y").await.unwrap(), "there was an archive");
+        assert!(!archive.exists() && !home.exists());
+        assert!(
+            !ws.destroy("chat-y").await.unwrap(),
+            "nothing left the second time"
+        );
+        let fresh = ws.ensure_home("chat-y").await.unwrap();
+        assert!(
+            !fresh.join("newer.txt").exists(),
+            "a destroyed chat starts afresh"
+        );
+        ws.destroy("chat-y").await.unwrap();
+        assert!(!fresh.exists());
+    }
 }
