@@ -73,6 +73,15 @@ impl From<picortex_sandbox::tmux::TmuxError> for WorkspaceError {
     }
 }
 
+/// Runs filesystem work for a chat's home off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, WorkspaceError> + Send + 'static,
+) -> Result<T, WorkspaceError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| WorkspaceError::Sandbox(format!("a blocking task failed: {e}")))?
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceError + '_ {
     move |source| WorkspaceError::Io {
         path: path.to_owned(),
@@ -161,7 +170,7 @@ impl Workspaces {
         };
         let this = self.clone();
         let chat_id = chat_id.to_owned();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let Some(home) = this.find_local_home(&chat_id)? else {
                 return Ok(None);
             };
@@ -176,7 +185,6 @@ impl Workspaces {
             Ok(Some(report.archive))
         })
         .await
-        .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?
     }
 
     /// At start-up without the helper (which does its own): removes what transitions a crash
@@ -186,12 +194,11 @@ impl Workspaces {
             return Ok(Vec::new());
         }
         let (root, archive_dir) = (self.root.clone(), self.archive_dir.clone());
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             picortex_sandbox::archive::sweep_leftovers(&root, archive_dir.as_deref())
                 .map_err(archive_err)
         })
         .await
-        .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?
     }
 
     /// Removes the chat's workspace for good: its processes, home and archive (and with the
@@ -212,7 +219,7 @@ impl Workspaces {
         }
         let this = self.clone();
         let chat_id = chat_id.to_owned();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let mut existed = false;
             if let Some(home) = this.find_local_home(&chat_id)? {
                 // A tmux server that is already gone is fine.
@@ -227,7 +234,6 @@ impl Workspaces {
             Ok(existed)
         })
         .await
-        .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?
     }
 
     /// Restores the chat from whichever of its names has its archive, if any.
@@ -314,9 +320,7 @@ impl Workspaces {
         let Some(helper) = &self.helper else {
             let this = self.clone();
             let chat_id = chat_id.to_owned();
-            return tokio::task::spawn_blocking(move || this.ensure_local_home(&chat_id))
-                .await
-                .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?;
+            return blocking(move || this.ensure_local_home(&chat_id)).await;
         };
         if let Some(home) = self.cached_home(chat_id) {
             return Ok(home);
@@ -499,9 +503,7 @@ impl Workspaces {
             return Ok(());
         }
         let (home, launch) = (home.to_owned(), launch.clone());
-        tokio::task::spawn_blocking(move || ensure_local_runner(&home, &launch, &runner_cmd))
-            .await
-            .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?
+        blocking(move || ensure_local_runner(&home, &launch, &runner_cmd)).await
     }
 
     /// A stream to the chat's runner: through the helper when sandboxed (the home is the chat
@@ -586,14 +588,13 @@ impl Workspaces {
         }
         let this = self.clone();
         let chat_id = chat_id.to_owned();
-        tokio::task::spawn_blocking(move || match this.find_local_home(&chat_id)? {
+        blocking(move || match this.find_local_home(&chat_id)? {
             Some(home) => Tmux::for_home(&home)
                 .kill_server()
                 .map_err(WorkspaceError::from),
             None => Ok(()),
         })
         .await
-        .map_err(|e| WorkspaceError::Sandbox(e.to_string()))?
     }
 }
 
