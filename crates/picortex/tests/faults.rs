@@ -167,11 +167,7 @@ async fn daemon_sigkilled_mid_turn_collects_the_runners_result_once() {
     let data = tempfile::tempdir().unwrap();
     let root = data.path().join("chats");
     // The agent takes a while, and logs each run so the test can see it ran once.
-    let extra = format!(
-        "agent = \"command\"\nworkspace_root = {:?}\n[agents]\nrunner_bin = {:?}\ncommand = [\"sh\", \"-c\", \"echo run >> runs.log; sleep 2; cat\"]\n",
-        root.display().to_string(),
-        runner_bin().display().to_string(),
-    );
+    let extra = command_agent_toml(&root, &["sh", "-c", "echo run >> runs.log; sleep 2; cat"]);
     let config_path = write_daemon_config(&sim, data.path(), port, &extra);
     let mut daemon = DaemonProcess::spawn(&config_path);
     let (chat, _) = sim.dm("+15551239999", "do not lose me").await;

@@ -411,13 +411,8 @@ async fn the_daemon_killed_mid_transition_leaves_a_consistent_chat_and_loses_no_
     let _cleanup = Cleanup(root.clone());
     let archive_dir = data.path().join("archive");
     let extra = format!(
-        "agent = \"command\"\nworkspace_root = {:?}\napi_token = {TOKEN:?}\n\
-         [agents]\nrunner_bin = {:?}\ncommand = [\"cat\"]\n\
-         [isolation]\nhelper_bin = {:?}\n\
-         [lifecycle]\ninterval_secs = 1\narchive_dir = {:?}\n",
-        root.display().to_string(),
-        runner_bin().display().to_string(),
-        sandbox_bin().display().to_string(),
+        "api_token = {TOKEN:?}\n{}[lifecycle]\ninterval_secs = 1\narchive_dir = {:?}\n",
+        command_agent_toml(&root, &["cat"]),
         archive_dir.display().to_string(),
     );
     let config_path = write_daemon_config(&sim, data.path(), port, &extra);

@@ -418,6 +418,19 @@ pub fn write_daemon_config(sim: &Sim, data: &Path, port: u16, extra: &str) -> Pa
     path
 }
 
+/// The TOML a child daemon needs to run `command` as its agent with chats under `root` (the
+/// child-process counterpart of [`use_command_agent`]): `agent` and `workspace_root`, then the
+/// `[agents]` and `[isolation]` sections. Put other top-level keys before it, sections after.
+pub fn command_agent_toml(root: &Path, command: &[&str]) -> String {
+    format!(
+        "agent = \"command\"\nworkspace_root = {:?}\n[agents]\nrunner_bin = {:?}\ncommand = {:?}\n[isolation]\nhelper_bin = {:?}\n",
+        root.display().to_string(),
+        runner_bin().display().to_string(),
+        command,
+        sandbox_bin().display().to_string(),
+    )
+}
+
 /// `picortex serve` as a child process, for tests that SIGKILL it. Its log is appended to
 /// `daemon.log` beside the config file.
 pub struct DaemonProcess {
