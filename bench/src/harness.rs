@@ -78,6 +78,19 @@ pub fn scratch_dir(
         .with_context(|| format!("creating a temporary directory in {}", tmp_root.display()))
 }
 
+/// A [`scratch_dir`] for chat homes: mode 0711, so chat users can walk through it to their
+/// homes (and to files placed for them) while nothing in it is listable.
+pub fn chats_scratch_dir(
+    tmp_dir: Option<&Path>,
+    workspace: &Path,
+    prefix: &str,
+) -> anyhow::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = scratch_dir(tmp_dir, workspace, prefix)?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
+    Ok(dir)
+}
+
 /// Builds each of `names` (a package and its binary of the same name) in release mode in
 /// `workspace` and returns their paths, in the same order: the binaries production runs.
 pub fn build_release<const N: usize>(

@@ -167,9 +167,7 @@ fn main() -> anyhow::Result<()> {
     let agent_exe = std::env::current_exe()?
         .canonicalize()
         .context("locating this binary (the agent's command)")?;
-    let tmp = harness::scratch_dir(args.tmp_dir.as_deref(), &workspace, "lifecycle-")?;
-    // Chat users must be able to walk through it to their homes and read the template.
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711))?;
+    let tmp = harness::chats_scratch_dir(args.tmp_dir.as_deref(), &workspace, "lifecycle-")?;
     let tmp_path = tmp.path().to_owned();
     // Dropped before the directory (declared after it): every chat goes, even after an error.
     let cleanup = Cleanup::default();

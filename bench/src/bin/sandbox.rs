@@ -29,7 +29,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -110,9 +109,7 @@ fn main() -> anyhow::Result<()> {
     }
     let workspace = harness::workspace_root()?;
     let bins = build_binaries(&workspace)?;
-    let tmp = harness::scratch_dir(args.tmp_dir.as_deref(), &workspace, "sandbox-")?;
-    // Chat users must be able to walk through it to their homes (nothing in it is listable).
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711))?;
+    let tmp = harness::chats_scratch_dir(args.tmp_dir.as_deref(), &workspace, "sandbox-")?;
     let tmp_path = tmp.path().to_owned();
     // Dropped before the directory (declared after it): every chat goes, even after an error.
     let cleanup = Cleanup::default();
