@@ -63,6 +63,23 @@ pub fn state_of(conn: &rusqlite::Connection, chat_id: &str) -> StoreResult<Optio
         .optional()?)
 }
 
+/// Whether the chat has no turn queued or running. Checked before its processes are stopped:
+/// stopping waits for a running turn (the agent's chat lock), which must not hold up the
+/// caller (the gatekeeper runs owner commands) for as long as the turn takes.
+async fn is_idle(store: &Store, chat_id: &str) -> StoreResult<bool> {
+    let id = chat_id.to_owned();
+    store
+        .read(move |conn| {
+            Ok(!conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM turns WHERE chat_id = ?1
+                                    AND status IN ('queued', 'running'))",
+                )?
+                .query_row([&id], |r| r.get::<_, bool>(0))?)
+        })
+        .await
+}
+
 async fn chat_state(store: &Store, chat_id: &str) -> StoreResult<Option<String>> {
     let id = chat_id.to_owned();
     store.read(move |conn| state_of(conn, &id)).await
@@ -93,6 +110,9 @@ pub async fn archive(
             ));
         }
         _ => {}
+    }
+    if !is_idle(store, chat_id).await? {
+        return Ok(Archival::Busy);
     }
     if let Err(e) = agent.stop_chat(chat_id).await {
         tracing::warn!(chat_id, error = %e, "archiving: stopping the chat's processes failed");
@@ -269,18 +289,7 @@ pub async fn destroy(
     chat_id: &str,
     actor: &'static str,
 ) -> StoreResult<Destruction> {
-    let id = chat_id.to_owned();
-    let idle = store
-        .read(move |conn| {
-            Ok(!conn
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM turns WHERE chat_id = ?1
-                                    AND status IN ('queued', 'running'))",
-                )?
-                .query_row([&id], |r| r.get::<_, bool>(0))?)
-        })
-        .await?;
-    if !idle {
+    if !is_idle(store, chat_id).await? {
         return Ok(Destruction::Busy);
     }
     if let Err(e) = agent.stop_chat(chat_id).await {

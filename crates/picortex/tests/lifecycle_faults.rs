@@ -324,6 +324,41 @@ async fn messages_arriving_while_a_chat_is_restored_are_all_answered_once() {
     );
 }
 
+#[tokio::test]
+async fn a_chat_answering_a_message_is_not_archived_or_destroyed_under_it() {
+    if !have_tmux() {
+        return;
+    }
+    // The agent takes a while, so the owner's request lands mid-turn.
+    let fx = Fixture::start(|c| {
+        c.agents.command = ["sh", "-c", "touch started; sleep 3; cat"]
+            .map(String::from)
+            .to_vec();
+    })
+    .await;
+    let (stack, base, db) = (&fx.stack, fx.base(), fx.db());
+    let (chat, _) = stack.sim.dm("+15551250007", "slow one").await;
+    let home = chat_home(fx.root.path(), &chat);
+    eventually(WAIT, "the agent to start", || async {
+        home.join("started").exists().then_some(())
+    })
+    .await;
+    for action in ["hibernate", "archive", "destroy"] {
+        let (status, body) = lifecycle(&base, &chat, action, TOKEN).await;
+        assert_eq!(
+            (status, body["outcome"].as_str()),
+            (409, Some("busy")),
+            "{action}: {body}"
+        );
+    }
+    assert_eq!(replies(&stack.sim, &chat, 1).await, vec!["slow one"]);
+    assert_eq!(state_in(&db, &chat).as_deref(), Some("active"));
+    assert!(home.join(".git").is_dir());
+    println!(
+        "PASS: hibernate, archive and destroy during a turn answer 409 and change nothing; the turn's reply arrives"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chat_commands_move_a_chat_through_every_state() {
     if !have_tmux() {
