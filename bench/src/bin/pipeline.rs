@@ -533,8 +533,7 @@ async fn turn_stages(
             let mut stmt = c.prepare(
                 "SELECT m.created_at, m.gate_at, t.created_at, t.started_at, t.finished_at
                  FROM messages m
-                 JOIN turn_messages tm ON tm.message_id = m.id
-                 JOIN turns t ON t.id = tm.turn_id
+                 JOIN turns t ON t.id = m.turn_id
                  WHERE m.direction = 'inbound' AND m.chat_id = ?1 AND t.finished_at IS NOT NULL",
             )?;
             let mut out = Vec::new();

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::agent::Agent;
+use crate::store::turns::chat_has_live_turn;
 use crate::store::{self, Store, StoreResult};
 use crate::workspace::{WorkspaceError, Workspaces};
 
@@ -71,10 +72,7 @@ async fn is_idle(store: &Store, chat_id: &str) -> StoreResult<bool> {
     store
         .read(move |conn| {
             Ok(!conn
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM turns WHERE chat_id = ?1
-                                    AND status IN ('queued', 'running'))",
-                )?
+                .prepare_cached(concat!("SELECT ", chat_has_live_turn!()))?
                 .query_row([&id], |r| r.get::<_, bool>(0))?)
         })
         .await
@@ -123,12 +121,12 @@ pub async fn archive(
     let marked = store
         .write(move |conn| {
             let changed = conn
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "UPDATE chats SET state = 'archiving' WHERE id = ?1
                      AND state IN ('active', 'hibernating', 'hibernated', 'archiving')
-                     AND NOT EXISTS (SELECT 1 FROM turns WHERE chat_id = ?1
-                                     AND status IN ('queued', 'running'))",
-                )?
+                     AND NOT ",
+                    chat_has_live_turn!()
+                ))?
                 .execute([&id])?;
             Ok(changed > 0)
         })
@@ -345,12 +343,12 @@ pub async fn hibernate(
                 return Ok(Hibernation::AlreadyAsleep);
             }
             let changed = conn
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "UPDATE chats SET state = 'hibernating' WHERE id = ?1
                      AND state IN ('active', 'hibernating')
-                     AND NOT EXISTS (SELECT 1 FROM turns WHERE chat_id = ?1
-                                     AND status IN ('queued', 'running'))",
-                )?
+                     AND NOT ",
+                    chat_has_live_turn!()
+                ))?
                 .execute([&id])?;
             if changed == 0 {
                 return Ok(Hibernation::Busy);

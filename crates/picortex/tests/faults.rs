@@ -41,7 +41,7 @@ async fn outbox_settled(store: &picortex::store::Store, expected_messages: i64) 
     store
         .read(move |c| {
             let answered: i64 = c.query_row(
-                "SELECT COUNT(*) FROM turn_messages tm JOIN turns t ON t.id = tm.turn_id
+                "SELECT COUNT(*) FROM messages m JOIN turns t ON t.id = m.turn_id
                  JOIN outbox o ON o.turn_id = t.id WHERE o.status NOT IN ('pending', 'failed')",
                 [],
                 |r| r.get(0),

@@ -427,7 +427,8 @@ pub fn counts_24h(conn: &Connection) -> StoreResult<Vec<(String, i64)>> {
 /// The chat's agent spend today (sum of turn costs since `since_ms`).
 pub fn turn_spend_since(conn: &Connection, chat_id: &str, since_ms: i64) -> StoreResult<f64> {
     Ok(conn.query_row(
-        "SELECT COALESCE(SUM(cost_usd), 0) FROM turns WHERE chat_id = ?1 AND finished_at >= ?2",
+        "SELECT COALESCE(SUM(cost_usd), 0) FROM turns
+         WHERE chat_id = ?1 AND finished_at >= ?2 AND cost_usd IS NOT NULL",
         params![chat_id, since_ms],
         |r| r.get(0),
     )?)

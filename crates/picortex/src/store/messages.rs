@@ -230,7 +230,7 @@ pub struct StoredMessage {
 pub fn chat_messages(conn: &Connection, chat_id: &str) -> StoreResult<Vec<StoredMessage>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, chat_id, direction, sender, text, reply_to, delivery_status, created_at
-         FROM messages WHERE chat_id = ?1 ORDER BY created_at, rowid",
+         FROM messages WHERE chat_id = ?1 ORDER BY rowid",
     )?;
     let rows = stmt.query_map([chat_id], |r| {
         Ok(StoredMessage {

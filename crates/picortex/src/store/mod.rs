@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/0002_attention.sql")),
     (3, include_str!("../../migrations/0003_gateway.sql")),
     (4, include_str!("../../migrations/0004_lookup_indexes.sql")),
+    (5, include_str!("../../migrations/0005_fewer_pages.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -434,6 +435,54 @@ mod tests {
                 assert!(!line.contains("LIMIT ?"), "a bound LIMIT: {line}");
             }
         }
+    }
+
+    /// A database from before migration 5 keeps its turns' messages when `turn_messages`
+    /// becomes `messages.turn_id`: a queued turn is claimed with the message it had.
+    #[tokio::test]
+    async fn turn_messages_move_into_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);",
+            )
+            .unwrap();
+            let tx = conn.transaction().unwrap();
+            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= 4) {
+                tx.execute_batch(sql).unwrap();
+                tx.execute("INSERT INTO schema_migrations VALUES (?1, 0)", [version])
+                    .unwrap();
+            }
+            tx.execute_batch(
+                "INSERT INTO chats (id, created_at, updated_at) VALUES ('c1', 1, 1);
+                 INSERT INTO messages (id, chat_id, direction, sender, text, created_at, gate_status)
+                     VALUES ('m1', 'c1', 'inbound', '+1555', 'first', 1, 'respond'),
+                            ('m2', 'c1', 'inbound', '+1555', 'second', 2, 'skip');
+                 INSERT INTO turns (chat_id, status, request_id, created_at) VALUES ('c1', 'queued', 'r', 1);
+                 INSERT INTO turn_messages (turn_id, message_id) VALUES (1, 'm1');",
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let (work, leftover) = store
+            .write(|c| {
+                let work = turns::claim_runnable(c, 4)?;
+                let leftover: i64 = c.query_row(
+                    "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'turn_messages'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                Ok((work, leftover))
+            })
+            .await
+            .unwrap();
+        assert_eq!(leftover, 0);
+        assert_eq!(work.len(), 1);
+        let texts: Vec<&str> = work[0].messages.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["first"]);
     }
 
     #[tokio::test]

@@ -71,7 +71,8 @@ pub fn enqueue(
     .execute(params![
             chat_id,
             turn_id,
-            uuid::Uuid::new_v4().to_string(),
+            // Time-ordered, so each new key goes to the end of its unique index.
+            uuid::Uuid::now_v7().to_string(),
             content,
             now,
             request_id

@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{StoreResult, now_ms, outbox};
+use super::{StoreError, StoreResult, now_ms, outbox};
 use crate::agent::TurnAccounting;
 
 /// How many times a turn may start before it is reported as failed (a run and one retry).
@@ -40,8 +40,14 @@ pub fn enqueue(
             conn.last_insert_rowid()
         }
     };
-    conn.prepare_cached("INSERT INTO turn_messages (turn_id, message_id) VALUES (?1, ?2)")?
+    let joined = conn
+        .prepare_cached("UPDATE messages SET turn_id = ?1 WHERE id = ?2 AND turn_id IS NULL")?
         .execute(params![turn_id, message_id])?;
+    if joined == 0 {
+        return Err(StoreError::Corrupt(format!(
+            "message {message_id} is unknown or already in a turn"
+        )));
+    }
     Ok(turn_id)
 }
 
@@ -77,6 +83,16 @@ impl TurnWork {
     }
 }
 
+/// SQL that holds when chat `?1` has a turn queued or running. Each half searches its own
+/// partial index (`turns_queued`, `turns_running`).
+macro_rules! chat_has_live_turn {
+    () => {
+        "(EXISTS (SELECT 1 FROM turns WHERE chat_id = ?1 AND status = 'queued')
+          OR EXISTS (SELECT 1 FROM turns WHERE chat_id = ?1 AND status = 'running'))"
+    };
+}
+pub(crate) use chat_has_live_turn;
+
 /// Whether any turn is queued: a cheap read that spares the single writer a claim job when
 /// there is nothing to claim.
 pub fn any_queued(conn: &Connection) -> StoreResult<bool> {
@@ -92,9 +108,11 @@ pub fn claim_runnable(conn: &Connection, limit: usize) -> StoreResult<Vec<TurnWo
         return Ok(Vec::new());
     }
     let now = now_ms();
+    // Without `INDEXED BY` the planner walks the whole table in id order to spare a sort; the
+    // partial index holds only the queued turns, at most one per chat.
     let mut stmt = conn.prepare_cached(
         "SELECT t.id, t.chat_id, t.request_id, t.attempts, c.is_group, c.state = 'failed'
-         FROM turns t JOIN chats c ON c.id = t.chat_id
+         FROM turns t INDEXED BY turns_queued JOIN chats c ON c.id = t.chat_id
          WHERE t.status = 'queued'
            AND NOT EXISTS (SELECT 1 FROM turns r WHERE r.chat_id = t.chat_id AND r.status = 'running')
            AND t.id = (SELECT MIN(q.id) FROM turns q WHERE q.chat_id = t.chat_id AND q.status = 'queued')
@@ -162,9 +180,7 @@ fn context_messages(conn: &Connection, turn_id: i64) -> StoreResult<Vec<PromptMe
 
 fn turn_messages(conn: &Connection, turn_id: i64) -> StoreResult<Vec<PromptMessage>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT m.id, COALESCE(m.sender, ''), m.text FROM turn_messages tm
-         JOIN messages m ON m.id = tm.message_id
-         WHERE tm.turn_id = ?1 ORDER BY m.created_at, m.rowid",
+        "SELECT id, COALESCE(sender, ''), text FROM messages WHERE turn_id = ?1 ORDER BY rowid",
     )?;
     let rows = stmt.query_map([turn_id], |r| {
         Ok(PromptMessage {
