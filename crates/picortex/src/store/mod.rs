@@ -36,7 +36,7 @@ const MMAP_BYTES: i64 = 256 << 20;
 /// How long the checkpointer lets commits accumulate before copying them back.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 /// WAL size (in pages) past which the writer checkpoints after a commit, so the WAL restarts.
-const WRITER_CHECKPOINT_FRAMES: i64 = 1_000;
+const WRITER_CHECKPOINT_FRAMES: i64 = 10_000;
 /// WAL size (in pages) past which a checkpoint may briefly hold up the writer to bound the file.
 const WAL_HARD_LIMIT_FRAMES: i64 = 16_384;
 
