@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::agent::{Agent, EchoAgent};
 use crate::channel::{Channel, LinqChannel};
 use crate::config::{AgentKind, Config};
-use crate::gatekeeper::{Gatekeeper, Wakes};
+use crate::gatekeeper::{Gatekeeper, PendingChats, Wakes};
 use crate::gateway::Gateway;
 use crate::ingest::IngestConfig;
 use crate::isolation::Isolation;
@@ -132,7 +132,7 @@ async fn start_inner(
         workspaces.clone(),
     ));
     let metrics = Arc::new(Metrics::default());
-    let gate_wake = Arc::new(Notify::new());
+    let pending_chats = Arc::new(PendingChats::default());
     let turns_wake = Arc::new(Notify::new());
     let outbox_wake = Arc::new(Notify::new());
     let isolation_report = if config.agent == AgentKind::Echo {
@@ -163,7 +163,7 @@ async fn start_inner(
         agent.clone(),
         metrics.clone(),
         Wakes {
-            gate: gate_wake.clone(),
+            gate: pending_chats.clone(),
             turns: turns_wake.clone(),
             outbox: outbox_wake.clone(),
         },
@@ -182,7 +182,7 @@ async fn start_inner(
         store: store.clone(),
         metrics: metrics.clone(),
         ingest: IngestConfig { secret },
-        gate_wake,
+        pending_chats,
         started: Instant::now(),
         agent_name: agent.name(),
         tmux_version,

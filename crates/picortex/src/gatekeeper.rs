@@ -3,7 +3,9 @@
 //! order. A chat's pending messages are read together with the chat's facts in one read, and the
 //! decisions the rules make alone are recorded together in one transaction (each decision with
 //! its message, and for a message it answers, the turn), so a busy chat costs one read and one
-//! write per batch rather than per message. Owner commands and discriminator calls are decided
+//! write per batch rather than per message. Ingest names the chats it stored a message for
+//! ([`PendingChats`]), so the gatekeeper searches the store for waiting messages only at
+//! start-up and when it has been idle for a while. Owner commands and discriminator calls are decided
 //! one at a time. The turns a batch queues are claimed in its transaction when the scheduler
 //! has free slots, and handed to it to run. Owner commands are carried out here and answered
 //! through the outbox. Pending messages survive restarts and are decided then. The
@@ -34,12 +36,47 @@ use crate::store::{Store, StoreResult, now_ms};
 use crate::workspace::Workspaces;
 
 const IDLE_POLL: Duration = Duration::from_secs(5);
+/// How long a chat whose messages could not be read or decided waits before the next attempt.
+const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
+
+/// How much of a batch [`Gatekeeper::decide_batch`] decided.
+enum Batch {
+    Whole,
+    /// A message that needed I/O ended it; the rest are still pending.
+    EndedEarly,
+}
 /// How many earlier messages the discriminator sees.
 const RECENT: usize = 6;
 /// Pending messages of one chat read and decided together.
 const BATCH: usize = 256;
 /// Where a chat's discriminator prompt lives, relative to its home.
 pub const PROMPT_FILE: &str = ".picortex/prompts/discriminator.md";
+
+/// The chats ingest has stored a message for since the gatekeeper last looked, and the wake-up
+/// that goes with them. The store stays the record of what waits: this only spares the
+/// gatekeeper a search of it after every webhook.
+#[derive(Default)]
+pub struct PendingChats {
+    chats: Mutex<HashSet<String>>,
+    wake: Notify,
+}
+
+impl PendingChats {
+    /// Called once a message for `chat_id` is committed.
+    pub fn mark(&self, chat_id: &str) {
+        if let Ok(mut chats) = self.chats.lock() {
+            chats.insert(chat_id.to_owned());
+        }
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> HashSet<String> {
+        self.chats
+            .lock()
+            .map(|mut chats| std::mem::take(&mut *chats))
+            .unwrap_or_default()
+    }
+}
 
 pub struct Gatekeeper {
     store: Store,
@@ -52,7 +89,7 @@ pub struct Gatekeeper {
     /// Chat homes, where each chat's discriminator prompt lives (only for agents with homes).
     workspaces: Option<Workspaces>,
     metrics: Arc<Metrics>,
-    wake: Arc<Notify>,
+    pending: Arc<PendingChats>,
     turns_wake: Arc<Notify>,
     outbox_wake: Arc<Notify>,
     busy_chats: Mutex<HashSet<String>>,
@@ -64,7 +101,7 @@ pub struct Gatekeeper {
 
 /// The wake-ups the gatekeeper shares with ingest, the scheduler and the sender.
 pub struct Wakes {
-    pub gate: Arc<Notify>,
+    pub gate: Arc<PendingChats>,
     pub turns: Arc<Notify>,
     pub outbox: Arc<Notify>,
 }
@@ -117,7 +154,7 @@ impl Gatekeeper {
             utc_offset: a.offset()?,
             workspaces,
             metrics,
-            wake: wakes.gate,
+            pending: wakes.gate,
             turns_wake: wakes.turns,
             outbox_wake: wakes.outbox,
             busy_chats: Mutex::new(HashSet::new()),
@@ -127,28 +164,42 @@ impl Gatekeeper {
     }
 
     pub async fn run(self: Arc<Self>) {
+        // Chats named while their drain was still running: tried again when a drain ends.
+        let mut deferred = HashSet::new();
+        // The store is searched at start-up (messages left pending by the last run) and then
+        // every IDLE_POLL, busy or not, as a safety net.
+        let mut last_search: Option<Instant> = None;
         loop {
-            let chats = self
-                .store
-                .read(gate_store::chats_with_pending)
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "gate: cannot read pending messages");
-                    Vec::new()
-                });
+            let mut chats = self.pending.take();
+            chats.extend(deferred.drain());
+            if last_search.is_none_or(|at| at.elapsed() >= IDLE_POLL) {
+                last_search = Some(Instant::now());
+                match self.store.read(gate_store::chats_with_pending).await {
+                    Ok(found) => chats.extend(found),
+                    Err(e) => tracing::error!(error = %e, "gate: cannot read pending messages"),
+                }
+            }
             for chat_id in chats {
                 if !self.claim(&chat_id) {
+                    // Its drain may have read the chat before this message was stored.
+                    deferred.insert(chat_id);
                     continue;
                 }
                 let me = self.clone();
                 tokio::spawn(async move {
-                    me.drain_chat(&chat_id).await;
-                    me.release(&chat_id);
-                    me.wake.notify_one();
+                    if me.drain_chat(&chat_id).await {
+                        me.release(&chat_id);
+                        me.pending.wake.notify_one();
+                    } else {
+                        // Left pending after an error: try again after a pause, not at once.
+                        tokio::time::sleep(RETRY_AFTER_ERROR).await;
+                        me.release(&chat_id);
+                        me.pending.mark(&chat_id);
+                    }
                 });
             }
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.pending.wake.notified() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
             }
         }
@@ -169,7 +220,9 @@ impl Gatekeeper {
 
     /// Decides the chat's pending messages in order, a batch at a time: one read for the batch,
     /// the rules for each message, and one transaction for the decisions the rules made alone.
-    async fn drain_chat(&self, chat_id: &str) {
+    /// Stops after a batch that took every waiting message (anything stored since is named by
+    /// ingest and drained next). Returns false if a read or a write failed.
+    async fn drain_chat(&self, chat_id: &str) -> bool {
         loop {
             let started = Instant::now();
             let chat = chat_id.to_owned();
@@ -179,16 +232,21 @@ impl Gatekeeper {
                 .await;
             let batch = match batch {
                 Ok(Some(b)) => b,
-                Ok(None) => return,
+                Ok(None) => return true,
                 Err(e) => {
                     tracing::error!(error = %e, "gate: cannot read the pending messages");
-                    return;
+                    return false;
                 }
             };
-            if let Err(e) = self.decide_batch(batch, started).await {
-                // Left pending: the next pass (or the next start) decides them.
-                tracing::error!(error = %e, "gate: could not record a decision");
-                return;
+            let took_all = batch.messages.len() < BATCH;
+            match self.decide_batch(batch, started).await {
+                Ok(Batch::Whole) if took_all => return true,
+                Ok(_) => {}
+                Err(e) => {
+                    // Left pending: the next pass (or the next start) decides them.
+                    tracing::error!(error = %e, "gate: could not record a decision");
+                    return false;
+                }
             }
         }
     }
@@ -197,7 +255,7 @@ impl Gatekeeper {
     /// together; a message that needs I/O (an owner command, the discriminator) first records
     /// those before it, then is decided and recorded on its own, and ends the batch, since a
     /// command may change what the rules see for the messages after it.
-    async fn decide_batch(&self, batch: PendingBatch, started: Instant) -> StoreResult<()> {
+    async fn decide_batch(&self, batch: PendingBatch, started: Instant) -> StoreResult<Batch> {
         let facts = batch.chat;
         let mode = facts
             .mode
@@ -239,7 +297,8 @@ impl Gatekeeper {
                         .decide_with_io(msg, verdict, mode, &chat, &incoming, started)
                         .instrument(span)
                         .await?;
-                    return self.record(vec![one], facts.accumulate, mode).await;
+                    self.record(vec![one], facts.accumulate, mode).await?;
+                    return Ok(Batch::EndedEarly);
                 }
             };
             decided.push(Decided {
@@ -249,7 +308,8 @@ impl Gatekeeper {
                 usage: None,
             });
         }
-        self.record(decided, facts.accumulate, mode).await
+        self.record(decided, facts.accumulate, mode).await?;
+        Ok(Batch::Whole)
     }
 
     /// Carries out an owner command or asks the discriminator.

@@ -57,6 +57,10 @@ pub async fn inbound(
         event.envelope.event_id.clone()
     };
     let action = action_for(&event.payload);
+    let inbound_chat = match &action {
+        EventAction::Inbound(m) => Some(m.chat_id.clone()),
+        _ => None,
+    };
     let raw = RawEvent {
         event_id: event_id.clone(),
         event_type: event.envelope.event_type.clone(),
@@ -81,9 +85,9 @@ pub async fn inbound(
         }
         Ok(outcome) => {
             Metrics::inc(&app.metrics.webhooks_accepted);
-            if outcome == IngestOutcome::AwaitingGate {
+            if let (IngestOutcome::AwaitingGate, Some(chat_id)) = (&outcome, &inbound_chat) {
                 tracing::info!(request_id = %request_id, event_id = %event_id, event_type = %event.envelope.event_type, "message stored; gate pending");
-                app.gate_wake.notify_one();
+                app.pending_chats.mark(chat_id);
             } else {
                 tracing::info!(request_id = %request_id, event_id = %event_id, event_type = %event.envelope.event_type, ?outcome, "event recorded");
             }

@@ -11,7 +11,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tokio::sync::Notify;
 
 use crate::ingest::{self, IngestConfig};
 use crate::metrics::Metrics;
@@ -25,7 +24,8 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub ingest: IngestConfig,
-    pub gate_wake: Arc<Notify>,
+    /// Where ingest names the chats it stored a message for.
+    pub pending_chats: Arc<crate::gatekeeper::PendingChats>,
     pub started: Instant,
     pub agent_name: &'static str,
     pub tmux_version: Option<String>,
