@@ -5,8 +5,8 @@
 //! its message, and for a message it answers, the turn), so a busy chat costs one read and one
 //! write per batch rather than per message. Ingest names the chats it stored a message for
 //! ([`PendingChats`]), so the gatekeeper searches the store for waiting messages only at
-//! start-up and when it has been idle for a while. Owner commands and discriminator calls are decided
-//! one at a time. The turns a batch queues are claimed in its transaction when the scheduler
+//! start-up and every few seconds as a safety net. Owner commands and discriminator calls are
+//! decided one at a time. The turns a batch queues are claimed in its transaction when the scheduler
 //! has free slots, and handed to it to run. Owner commands are carried out here and answered
 //! through the outbox. Pending messages survive restarts and are decided then. The
 //! discriminator's model use is metered with the gateway's prices into the chat's daily usage,
@@ -38,6 +38,12 @@ use crate::workspace::Workspaces;
 const IDLE_POLL: Duration = Duration::from_secs(5);
 /// How long a chat whose messages could not be read or decided waits before the next attempt.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
+/// How many earlier messages the discriminator sees.
+const RECENT: usize = 6;
+/// Pending messages of one chat read and decided together.
+const BATCH: usize = 256;
+/// Where a chat's discriminator prompt lives, relative to its home.
+pub const PROMPT_FILE: &str = ".picortex/prompts/discriminator.md";
 
 /// How much of a batch [`Gatekeeper::decide_batch`] decided.
 enum Batch {
@@ -45,12 +51,6 @@ enum Batch {
     /// A message that needed I/O ended it; the rest are still pending.
     EndedEarly,
 }
-/// How many earlier messages the discriminator sees.
-const RECENT: usize = 6;
-/// Pending messages of one chat read and decided together.
-const BATCH: usize = 256;
-/// Where a chat's discriminator prompt lives, relative to its home.
-pub const PROMPT_FILE: &str = ".picortex/prompts/discriminator.md";
 
 /// The chats ingest has stored a message for since the gatekeeper last looked, and the wake-up
 /// that goes with them. The store stays the record of what waits: this only spares the

@@ -109,7 +109,7 @@ pub fn claim_runnable(conn: &Connection, limit: usize) -> StoreResult<Vec<TurnWo
     }
     let now = now_ms();
     // Without `INDEXED BY` the planner walks the whole table in id order to spare a sort; the
-    // partial index holds only the queued turns, at most one per chat.
+    // partial index holds only the queued turns (a chat's new messages join its queued turn).
     let mut stmt = conn.prepare_cached(
         "SELECT t.id, t.chat_id, t.request_id, t.attempts, c.is_group, c.state = 'failed'
          FROM turns t INDEXED BY turns_queued JOIN chats c ON c.id = t.chat_id
