@@ -522,6 +522,15 @@ impl Config {
         Ok(config)
     }
 
+    /// The same configuration with its directories made absolute, against the current
+    /// directory: `useradd` refuses a relative home (the demo's default `.demo-data` is one),
+    /// and a child process started elsewhere must find the same places.
+    pub fn with_absolute_paths(mut self) -> std::io::Result<Config> {
+        self.data_dir = std::path::absolute(&self.data_dir)?;
+        self.workspace_root = std::path::absolute(&self.workspace_root)?;
+        Ok(self)
+    }
+
     /// Applies overrides from `lookup` (the environment, or a map in tests).
     pub fn apply_env(
         &mut self,
@@ -668,6 +677,21 @@ impl Config {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    /// The demo's default data directory is relative; the daemon works with absolute ones.
+    #[test]
+    fn directories_are_made_absolute() {
+        let config = Config {
+            data_dir: ".demo-data".into(),
+            workspace_root: ".demo-data/chats".into(),
+            ..Config::default()
+        }
+        .with_absolute_paths()
+        .unwrap();
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(config.data_dir, here.join(".demo-data"));
+        assert_eq!(config.workspace_root, here.join(".demo-data/chats"));
+    }
 
     #[test]
     fn file_then_environment() {

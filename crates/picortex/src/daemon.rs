@@ -82,6 +82,9 @@ async fn start_inner(
     agent: Option<Arc<dyn Agent>>,
 ) -> anyhow::Result<DaemonHandle> {
     config.validate()?;
+    let config = config
+        .with_absolute_paths()
+        .context("resolving the data and workspace directories")?;
     let secret = linq::webhook::WebhookSecret::parse(&config.linq.webhook_secret)
         .context("LINQ_WEBHOOK_SECRET")?;
     let store = Store::open(&config.database_path())
