@@ -63,6 +63,8 @@ pub enum ServerError {
     NotASocket(PathBuf),
     #[error("group {0:?} does not exist")]
     NoGroup(String),
+    #[error("{what} must be an absolute path, not {path:?} (useradd refuses relative homes)")]
+    RelativePath { what: &'static str, path: PathBuf },
 }
 
 /// The audit log: one JSON line per event, appended with a single write.
@@ -170,6 +172,7 @@ struct State {
 impl Server {
     /// Binds the socket (replacing a stale one), sets its mode and group, and opens the audit log.
     pub fn bind(config: ServerConfig) -> Result<Self, ServerError> {
+        require_absolute(&config)?;
         let audit = AuditLog::open(&config.audit_log)?;
         let path = &config.socket;
         match path.symlink_metadata() {
@@ -855,9 +858,49 @@ mod sandbox {
     }
 }
 
+/// Homes and archives are made from these directories, so a relative one would name a
+/// different place for each process (and `useradd` refuses a relative home).
+fn require_absolute(config: &ServerConfig) -> Result<(), ServerError> {
+    let dirs = [
+        ("the workspace root", Some(&config.workspace_root)),
+        ("the archive directory", config.archive_dir.as_ref()),
+    ];
+    for (what, path) in dirs {
+        if let Some(path) = path.filter(|p| !p.is_absolute()) {
+            return Err(ServerError::RelativePath {
+                what,
+                path: path.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_directories_are_refused_before_anything_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |root: &str, archive: Option<&str>| ServerConfig {
+            socket: dir.path().join("s.sock"),
+            allow_uid: 0,
+            group: None,
+            workspace_root: root.into(),
+            audit_log: dir.path().join("audit.jsonl"),
+            hide: Vec::new(),
+            gateway_dir: None,
+            init_exe: "/bin/true".into(),
+            archive_dir: archive.map(PathBuf::from),
+        };
+        for (root, archive) in [(".demo-data/chats", None), ("/srv/chats", Some("archive"))] {
+            let err = Server::bind(config(root, archive)).err().expect("refused");
+            assert!(matches!(err, ServerError::RelativePath { .. }), "{err}");
+        }
+        assert!(!dir.path().join("audit.jsonl").exists());
+        assert!(!dir.path().join("s.sock").exists());
+    }
 
     #[test]
     fn audit_time_is_rfc3339() {
