@@ -153,9 +153,7 @@ impl Workspaces {
     /// the chat's processes and holds its [`Self::home_lock`]. Returns the archive, or `None` when the chat had
     /// no home (already archived, or never made).
     pub async fn archive(&self, chat_id: &str) -> Result<Option<PathBuf>, WorkspaceError> {
-        if let Ok(mut cache) = self.provisioned.lock() {
-            cache.remove(chat_id);
-        }
+        self.forget_provisioned(chat_id);
         if let Some(helper) = &self.helper {
             let id = chat_id.to_owned();
             return helper
@@ -207,9 +205,7 @@ impl Workspaces {
     pub async fn destroy(&self, chat_id: &str) -> Result<bool, WorkspaceError> {
         let lock = self.home_lock(chat_id);
         let _held = lock.lock().await;
-        if let Ok(mut cache) = self.provisioned.lock() {
-            cache.remove(chat_id);
-        }
+        self.forget_provisioned(chat_id);
         if let Some(helper) = &self.helper {
             let id = chat_id.to_owned();
             return helper
@@ -422,6 +418,14 @@ impl Workspaces {
             content_type,
             bytes,
         })
+    }
+
+    /// Drops the chat's cached home, so its next turn asks for it again (after an archive or
+    /// a destroy).
+    fn forget_provisioned(&self, chat_id: &str) {
+        if let Ok(mut cache) = self.provisioned.lock() {
+            cache.remove(chat_id);
+        }
     }
 
     fn cached_home(&self, chat_id: &str) -> Option<PathBuf> {
