@@ -89,10 +89,7 @@ async fn thirty_percent_server_errors_still_one_reply_each() {
 
 #[tokio::test]
 async fn sigkill_during_a_burst_loses_nothing_and_doubles_nothing() {
-    // A port for the daemon that stays the same across restarts.
-    let port = free_port();
-    let sim = Sim::start(&format!("http://127.0.0.1:{port}/api/linq/inbound")).await;
-    let data = tempfile::tempdir().unwrap();
+    let (port, sim, data) = child_daemon_parts().await;
     let config_path = write_daemon_config(&sim, data.path(), port, "");
 
     let mut daemon = DaemonProcess::spawn(&config_path);
@@ -162,9 +159,7 @@ async fn daemon_sigkilled_mid_turn_collects_the_runners_result_once() {
     if !have_tmux() {
         return;
     }
-    let port = free_port();
-    let sim = Sim::start(&format!("http://127.0.0.1:{port}/api/linq/inbound")).await;
-    let data = tempfile::tempdir().unwrap();
+    let (port, sim, data) = child_daemon_parts().await;
     let root = data.path().join("chats");
     // The agent takes a while, and logs each run so the test can see it ran once.
     let extra = command_agent_toml(&root, &["sh", "-c", "echo run >> runs.log; sleep 2; cat"]);

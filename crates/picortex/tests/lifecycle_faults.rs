@@ -439,9 +439,7 @@ async fn the_daemon_killed_mid_transition_leaves_a_consistent_chat_and_loses_no_
     if !have_tmux() {
         return;
     }
-    let port = free_port();
-    let sim = Sim::start(&format!("http://127.0.0.1:{port}/api/linq/inbound")).await;
-    let data = tempfile::tempdir().unwrap();
+    let (port, sim, data) = child_daemon_parts().await;
     let root = data.path().join("chats");
     let _cleanup = Cleanup(root.clone());
     let archive_dir = data.path().join("archive");

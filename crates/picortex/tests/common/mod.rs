@@ -398,6 +398,14 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port between 20000 and 32000");
 }
 
+/// What a test that runs the daemon as a child process starts with: the daemon's port (the
+/// same across restarts), the simulator delivering webhooks to it, and a data directory.
+pub async fn child_daemon_parts() -> (u16, Sim, tempfile::TempDir) {
+    let port = free_port();
+    let sim = Sim::start(&format!("http://127.0.0.1:{port}/api/linq/inbound")).await;
+    (port, sim, tempfile::tempdir().unwrap())
+}
+
 /// Writes a TOML config for a daemon child process pointing at `sim`, its data under `data`;
 /// `extra` is inserted verbatim before the `[linq]` section (top-level keys, then sections).
 pub fn write_daemon_config(sim: &Sim, data: &Path, port: u16, extra: &str) -> PathBuf {
