@@ -155,9 +155,12 @@ pub fn mark_accepted(
          WHERE id = ?1 AND status = 'pending'",
     )?
     .execute(params![d.id, channel_message_id, now])?;
+    // The delivery's status webhooks may have been recorded first (the channel can report
+    // `message.sent` before this commit), so the message takes the row's status as it is now.
     conn.prepare_cached(
         "INSERT INTO messages (id, chat_id, direction, sender, text, parts_json, reply_to, delivery_status, created_at)
-         VALUES (?1, ?2, 'outbound', ?3, ?4, ?5, ?6, 'accepted', ?7)
+         VALUES (?1, ?2, 'outbound', ?3, ?4, ?5, ?6,
+                 COALESCE((SELECT status FROM outbox WHERE id = ?8), 'accepted'), ?7)
          ON CONFLICT (id) DO NOTHING",
     )?
     .execute(params![
@@ -167,7 +170,8 @@ pub fn mark_accepted(
             d.message.text,
             serde_json::json!([{"type": "text", "value": d.message.text}]).to_string(),
             d.message.reply_to,
-            now
+            now,
+            d.id
         ],
     )?;
     Ok(())
@@ -311,4 +315,67 @@ pub fn counts(conn: &Connection) -> StoreResult<Vec<(String, i64)>> {
     let mut stmt = conn.prepare_cached("SELECT status, COUNT(*) FROM outbox GROUP BY status")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use crate::store::messages::OutboundProgress;
+
+    /// Linq can report `message.sent` before the sender has recorded the 202 (the status
+    /// webhook's commit wins the race): the delivery and its outbound message both end `sent`.
+    #[tokio::test]
+    async fn a_status_recorded_before_the_acceptance_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let (delivery_status, message_status) = store
+            .write(|c| {
+                c.execute(
+                    "INSERT INTO chats (id, created_at, updated_at) VALUES ('c1', 1, 1)",
+                    [],
+                )?;
+                let message = OutgoingMessage {
+                    text: "hi".into(),
+                    reply_to: None,
+                    attachments: vec![],
+                };
+                let id = enqueue(c, "c1", None, &message, "r1", 1)?;
+                let key: String = c.query_row(
+                    "SELECT idempotency_key FROM outbox WHERE id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )?;
+                let progress = OutboundProgress {
+                    idempotency_key: Some(key.clone()),
+                    message_id: Some("out-1".into()),
+                    status: DeliveryStatus::Sent,
+                    error: None,
+                };
+                apply_progress(c, &progress, 2)?;
+                let delivery = Delivery {
+                    id,
+                    chat_id: "c1".into(),
+                    idempotency_key: key,
+                    message,
+                    attempts: 0,
+                    request_id: "r1".into(),
+                };
+                mark_accepted(c, &delivery, "out-1", Some("+12025550100"))?;
+                let delivery_status: String =
+                    c.query_row("SELECT status FROM outbox WHERE id = ?1", [id], |r| {
+                        r.get(0)
+                    })?;
+                let message_status: String = c.query_row(
+                    "SELECT delivery_status FROM messages WHERE id = 'out-1'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                Ok((delivery_status, message_status))
+            })
+            .await
+            .unwrap();
+        assert_eq!(delivery_status, "sent");
+        assert_eq!(message_status, "sent");
+    }
 }
