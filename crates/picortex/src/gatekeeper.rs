@@ -386,7 +386,7 @@ impl Gatekeeper {
         let slots = self.scheduler.reserve(answers);
         let written = self
             .store
-            .write(move |c| {
+            .write_background(move |c| {
                 let (mut turns, mut replies) = (0usize, 0usize);
                 for d in &decided {
                     let m = &d.msg;
@@ -560,7 +560,7 @@ impl Gatekeeper {
         let (chat, day, limit) = (chat_id.to_owned(), day.to_owned(), self.daily_calls);
         let told = self
             .store
-            .write(move |c| {
+            .write_background(move |c| {
                 if !gate_store::mark_budget_notice(c, &chat, &day)? {
                     return Ok(false);
                 }
@@ -607,7 +607,7 @@ impl Gatekeeper {
             let chat = msg.chat_id.clone();
             async move {
                 self.store
-                    .write(move |c| gate_store::set_mode(c, &chat, new.as_str()))
+                    .write_background(move |c| gate_store::set_mode(c, &chat, new.as_str()))
                     .await
                     .map(|_| new)
             }

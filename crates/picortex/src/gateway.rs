@@ -862,7 +862,7 @@ async fn meter_loop(store: Store, mut rx: mpsc::UnboundedReceiver<UsageRecord>) 
         }
         let count = batch.len();
         let written = store
-            .write(move |c| {
+            .write_background(move |c| {
                 for record in &batch {
                     usage::add(c, record)?;
                 }

@@ -100,7 +100,7 @@ impl Scheduler {
             let queued = free > 0 && self.store.read(turns::any_queued).await.unwrap_or(true);
             let claimed = if queued {
                 self.store
-                    .write(move |c| turns::claim_runnable(c, free))
+                    .write_background(move |c| turns::claim_runnable(c, free))
                     .await
                     .unwrap_or_else(|e| {
                         tracing::error!(error = %e, "could not claim turns");
@@ -223,7 +223,7 @@ impl Scheduler {
         let (w, owner) = (work.clone(), self.owner.clone());
         let told = self
             .store
-            .write(move |c| {
+            .write_background(move |c| {
                 let error = damage.clone().unwrap_or_else(|| {
                     "the chat is failed: its archive is damaged (not restored again)".into()
                 });
@@ -274,7 +274,7 @@ impl Scheduler {
             // of the same turn changes nothing.
             let finished = self
                 .store
-                .write(move |c| {
+                .write_background(move |c| {
                     turns::finish(c, &w, &[message], &crate::agent::TurnAccounting::default())
                 })
                 .await;
@@ -331,12 +331,14 @@ impl Scheduler {
                 if messages.is_empty() {
                     let notice = turns::failure_notice(&work.request_id);
                     self.store
-                        .write(move |c| turns::fail(c, &w, "the agent gave no answer", &notice))
+                        .write_background(move |c| {
+                            turns::fail(c, &w, "the agent gave no answer", &notice)
+                        })
                         .await
                         .map(|_| "failed")
                 } else {
                     self.store
-                        .write(move |c| turns::finish(c, &w, &messages, &accounting))
+                        .write_background(move |c| turns::finish(c, &w, &messages, &accounting))
                         .await
                         .map(|_| "done")
                 }
@@ -353,7 +355,7 @@ impl Scheduler {
                 tracing::warn!(error = %e, "turn failed, retrying once");
                 let id = work.turn_id;
                 self.store
-                    .write(move |c| turns::requeue(c, id, &e))
+                    .write_background(move |c| turns::requeue(c, id, &e))
                     .await
                     .map(|_| "requeued")
             }
@@ -369,7 +371,7 @@ impl Scheduler {
                 };
                 let w = work.clone();
                 self.store
-                    .write(move |c| turns::fail(c, &w, &error, &notice))
+                    .write_background(move |c| turns::fail(c, &w, &error, &notice))
                     .await
                     .map(|_| "failed")
             }

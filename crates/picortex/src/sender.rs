@@ -127,7 +127,7 @@ impl Sender {
                 let our = self.channel.our_handle().map(str::to_owned);
                 let d2 = d.clone();
                 self.store
-                    .write(move |c| {
+                    .write_background(move |c| {
                         outbox::mark_accepted(c, &d2, &accepted.message_id, our.as_deref())
                     })
                     .await
@@ -142,7 +142,7 @@ impl Sender {
                 let next = now_ms() + delay.as_millis() as i64;
                 let id = d.id;
                 self.store
-                    .write(move |c| outbox::mark_retry(c, id, &message, next))
+                    .write_background(move |c| outbox::mark_retry(c, id, &message, next))
                     .await
             }
             Err(e) => {
@@ -150,7 +150,7 @@ impl Sender {
                 let message = e.to_string();
                 tracing::error!(error = %message, attempt = d.attempts + 1, "delivery failed for good");
                 self.store
-                    .write(move |c| outbox::mark_failed(c, &d, &message))
+                    .write_background(move |c| outbox::mark_failed(c, &d, &message))
                     .await
             }
         };
