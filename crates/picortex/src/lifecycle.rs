@@ -501,13 +501,25 @@ impl Lifecycle {
                     let id = chat_id.clone();
                     self.store
                         .write(move |conn| {
-                            Ok(conn
+                            let changed = conn
                                 .prepare_cached(
                                     "UPDATE chats SET state = 'hibernated'
                                      WHERE id = ?1 AND state = 'archiving'",
                                 )?
-                                .execute([&id])?
-                                > 0)
+                                .execute([&id])?;
+                            if changed > 0 {
+                                store::audit(
+                                    conn,
+                                    "lifecycle",
+                                    "chat.hibernated",
+                                    Some(&id),
+                                    &serde_json::json!({
+                                        "from": "archiving",
+                                        "reason": "archiving is off; the home was kept"
+                                    }),
+                                )?;
+                            }
+                            Ok(changed > 0)
                         })
                         .await?
                 }
@@ -597,5 +609,49 @@ impl Lifecycle {
             }
         }
         Ok(archived)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chat a crash left `archiving` sleeps once archiving is switched off, and says so in
+    /// its audit trail like every other transition.
+    #[tokio::test]
+    async fn an_abandoned_archive_is_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        store
+            .write(|c| {
+                c.execute(
+                    "INSERT INTO chats (id, state, created_at, updated_at) VALUES ('c1', 'archiving', 1, 1)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let lifecycle = Lifecycle::new(
+            store.clone(),
+            Arc::new(crate::agent::EchoAgent),
+            &crate::config::LifecycleConfig::default(),
+        );
+        assert_eq!(lifecycle.finish_interrupted().await.unwrap(), 1);
+        let (state, kinds) = store
+            .read(|c| {
+                let state: String =
+                    c.query_row("SELECT state FROM chats WHERE id = 'c1'", [], |r| r.get(0))?;
+                let mut stmt =
+                    c.prepare("SELECT kind FROM audit_events WHERE chat_id = 'c1' ORDER BY id")?;
+                let kinds = stmt
+                    .query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((state, kinds))
+            })
+            .await
+            .unwrap();
+        assert_eq!(state, "hibernated");
+        assert_eq!(kinds, ["chat.hibernated"]);
     }
 }
