@@ -143,20 +143,21 @@ impl Scheduler {
         }
     }
 
-    /// Runs turns claimed with reserved slots, one slot each; a finished turn frees its slot and
-    /// wakes the scheduler to claim what waits.
+    /// Runs turns claimed with reserved slots, one slot each. A turn that ends hands its slot
+    /// to the runnable turn it claimed in the transaction that ended it, if there was one; the
+    /// last turn frees the slot and wakes the scheduler to claim what waits.
     pub fn start(self: &Arc<Self>, claimed: Vec<TurnWork>) {
         for work in claimed {
             let me = self.clone();
-            let span = tracing::info_span!("turn", request_id = %work.request_id, chat_id = %work.chat_id, turn_id = work.turn_id);
-            tokio::spawn(
-                async move {
-                    me.run_turn(work).await;
-                    me.running.fetch_sub(1, Ordering::SeqCst);
-                    me.wake.notify_one();
+            tokio::spawn(async move {
+                let mut next = Some(work);
+                while let Some(work) = next.take() {
+                    let span = tracing::info_span!("turn", request_id = %work.request_id, chat_id = %work.chat_id, turn_id = work.turn_id);
+                    next = me.run_turn(work).instrument(span).await;
                 }
-                .instrument(span),
-            );
+                me.running.fetch_sub(1, Ordering::SeqCst);
+                me.wake.notify_one();
+            });
         }
     }
 
@@ -255,13 +256,14 @@ impl Scheduler {
         Ok(told)
     }
 
-    async fn run_turn(&self, work: TurnWork) {
+    /// Runs one turn to its recorded end, and returns the turn that takes over its slot.
+    async fn run_turn(&self, work: TurnWork) -> Option<TurnWork> {
         if work.chat_failed {
             match self.fail_damaged(&work, None).await {
                 Ok(_) => tracing::info!(status = "failed", "turn refused: the chat is failed"),
                 Err(e) => tracing::error!(error = %e, "could not record a turn's outcome"),
             }
-            return;
+            return None;
         }
         if let Some(text) = self.budget_used_up(&work.chat_id).await {
             let message = OutgoingMessage {
@@ -290,7 +292,7 @@ impl Scheduler {
                 }
                 Err(e) => tracing::error!(error = %e, "could not record a turn's outcome"),
             }
-            return;
+            return None;
         }
         Metrics::inc(&self.metrics.turns_started);
         let started = std::time::Instant::now();
@@ -323,7 +325,8 @@ impl Scheduler {
             let _ = stop.send(());
         }
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        let write: StoreResult<&'static str> = match outcome {
+        // Each outcome is recorded together with the claim of the turn that takes this slot.
+        let write: StoreResult<(&'static str, Option<TurnWork>)> = match outcome {
             Ok(reply) => {
                 let messages = shape(&reply, work.reply_to());
                 let accounting = reply.accounting.clone();
@@ -332,15 +335,17 @@ impl Scheduler {
                     let notice = turns::failure_notice(&work.request_id);
                     self.store
                         .write_background(move |c| {
-                            turns::fail(c, &w, "the agent gave no answer", &notice)
+                            turns::fail(c, &w, "the agent gave no answer", &notice)?;
+                            Ok(("failed", claim_next(c)?))
                         })
                         .await
-                        .map(|_| "failed")
                 } else {
                     self.store
-                        .write_background(move |c| turns::finish(c, &w, &messages, &accounting))
+                        .write_background(move |c| {
+                            turns::finish(c, &w, &messages, &accounting)?;
+                            Ok(("done", claim_next(c)?))
+                        })
                         .await
-                        .map(|_| "done")
                 }
             }
             Err(AgentError::WorkspaceDamaged(damage)) => {
@@ -349,15 +354,17 @@ impl Scheduler {
                     Ok(told) => tracing::info!(owner_told = told, "chat marked failed"),
                     Err(e) => tracing::error!(error = %e, "could not record a turn's outcome"),
                 }
-                return;
+                return None;
             }
             Err(AgentError::Retryable(e)) if work.attempt < MAX_TURN_ATTEMPTS => {
                 tracing::warn!(error = %e, "turn failed, retrying once");
                 let id = work.turn_id;
                 self.store
-                    .write_background(move |c| turns::requeue(c, id, &e))
+                    .write_background(move |c| {
+                        turns::requeue(c, id, &e)?;
+                        Ok(("requeued", claim_next(c)?))
+                    })
                     .await
-                    .map(|_| "requeued")
             }
             Err(e) => {
                 let error = e.to_string();
@@ -371,13 +378,15 @@ impl Scheduler {
                 };
                 let w = work.clone();
                 self.store
-                    .write_background(move |c| turns::fail(c, &w, &error, &notice))
+                    .write_background(move |c| {
+                        turns::fail(c, &w, &error, &notice)?;
+                        Ok(("failed", claim_next(c)?))
+                    })
                     .await
-                    .map(|_| "failed")
             }
         };
         match write {
-            Ok(status) => {
+            Ok((status, next)) => {
                 if status == "failed" {
                     Metrics::inc(&self.metrics.turns_failed);
                 } else if status == "done" {
@@ -385,11 +394,22 @@ impl Scheduler {
                 }
                 tracing::info!(status, elapsed_ms, "turn finished");
                 self.outbox_wake.notify_one();
+                next
             }
             // The turn stays `running` in the store; the next start recovers it.
-            Err(e) => tracing::error!(error = %e, "could not record a turn's outcome"),
+            Err(e) => {
+                tracing::error!(error = %e, "could not record a turn's outcome");
+                None
+            }
         }
     }
+}
+
+/// The runnable turn, if any, that takes over the slot of a turn that just ended, claimed in
+/// the transaction that ended it: a queued turn starts without another commit or a wait for
+/// the scheduler to wake.
+fn claim_next(c: &rusqlite::Connection) -> StoreResult<Option<TurnWork>> {
+    Ok(turns::claim_runnable(c, 1)?.pop())
 }
 
 /// The reply as the messages to send: markdown made readable in iMessage and split at sensible
