@@ -620,8 +620,7 @@ mod tests {
     /// its audit trail like every other transition.
     #[tokio::test]
     async fn an_abandoned_archive_is_audited() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let (_dir, store) = crate::store::temp_store();
         store
             .write(|c| {
                 c.execute(

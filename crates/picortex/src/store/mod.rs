@@ -543,6 +543,14 @@ fn run_batch(conn: &Connection, batch: &mut Vec<WriteJob>) -> BatchOutcome {
     }
 }
 
+/// A store in a fresh temporary directory, for tests; the directory goes with its guard.
+#[cfg(test)]
+pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = Store::open(&dir.path().join("t.db")).expect("a fresh store opens");
+    (dir, store)
+}
+
 /// Appends an audit event (inside the caller's write).
 pub fn audit(
     conn: &Connection,
@@ -688,8 +696,7 @@ mod tests {
 
     #[tokio::test]
     async fn background_writes_are_committed_without_other_traffic() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let (_dir, store) = temp_store();
         store
             .write(|c| Ok(c.execute_batch("CREATE TABLE t (v INTEGER)")?))
             .await
@@ -715,8 +722,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_are_durable_and_isolated_per_job() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let (dir, store) = temp_store();
         let handles: Vec<_> = (0..50)
             .map(|i| {
                 let s = store.clone();
@@ -846,8 +852,7 @@ mod tests {
 
     #[tokio::test]
     async fn backup_produces_a_readable_copy() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let (dir, store) = temp_store();
         store
             .write(|c| {
                 c.execute(

@@ -320,15 +320,13 @@ pub fn counts(conn: &Connection) -> StoreResult<Vec<(String, i64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
     use crate::store::messages::OutboundProgress;
 
     /// Linq can report `message.sent` before the sender has recorded the 202 (the status
     /// webhook's commit wins the race): the delivery and its outbound message both end `sent`.
     #[tokio::test]
     async fn a_status_recorded_before_the_acceptance_is_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let (_dir, store) = crate::store::temp_store();
         let (delivery_status, message_status) = store
             .write(|c| {
                 c.execute(
