@@ -13,9 +13,10 @@
 //! instead of each stage of each message (the gate's decision, the finished turn, the accepted
 //! delivery) taking its own. Each commit costs a write of every page it touches and about
 //! 150 µs of kernel time for its fsync on this kind of machine; in paired runs at 1,000
-//! webhooks/s holding cut the writer's CPU per webhook by a fifth and the median p99 from 7 to
-//! 5 ms (docs/benchmarks.md). When traffic is sparse, as when people text, nothing is held:
-//! background writes go into the next commit and add nothing to a reply's latency.
+//! webhooks/s holding cut the writer's CPU per webhook by a fifth (p99 there is decided by the
+//! disk's fsync stalls more than by either policy: docs/benchmarks.md). When traffic is sparse,
+//! as when people text, nothing is held: background writes go into the next commit and add
+//! nothing to a reply's latency.
 //!
 //! WAL checkpoints (copying committed pages back into the database file) run on a connection
 //! and thread of their own, so a commit never waits for one. Only the writer can start the WAL
@@ -100,7 +101,7 @@ type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 type WriteJob = Box<dyn FnOnce(&Connection) -> Completion + Send>;
 
 /// Whether someone is waiting on a write's commit.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy)]
 enum Urgency {
     /// Commit in the next transaction (a webhook, an owner's request).
     Now,
@@ -318,13 +319,15 @@ fn writer_loop(
     let mut open = true;
     while open || queue.has_held() {
         if open {
-            match receive(&rx, queue.held_due()) {
-                Received::Write(urgency, job) => queue.push(urgency, job, Instant::now()),
+            let first = receive(&rx, queue.held_due());
+            let at = Instant::now();
+            match first {
+                Received::Write(urgency, job) => queue.push(urgency, job, at),
                 Received::Due => {}
                 Received::Closed => open = false,
             }
             for (urgency, job) in rx.try_iter().take(MAX_BATCH) {
-                queue.push(urgency, job, Instant::now());
+                queue.push(urgency, job, at);
             }
         }
         // Once every sender is gone, whatever is held is committed at once.
@@ -410,27 +413,34 @@ impl WriteQueue {
 }
 
 /// How closely urgent writes follow each other: a moving average of the gaps between them
-/// (each gap counted up to ten [`BUSY_GAP`]s, so one quiet spell does not hide the next burst
-/// for long), and the time since the last.
-#[derive(Default)]
+/// (each gap counted up to [`ArrivalRate::LONGEST_GAP`], so one quiet spell does not hide the
+/// next burst for long), and the time since the last.
 struct ArrivalRate {
     last: Option<Instant>,
     mean_gap: Duration,
 }
 
+impl Default for ArrivalRate {
+    /// No urgent write yet: as if the last came long ago.
+    fn default() -> Self {
+        ArrivalRate {
+            last: None,
+            mean_gap: Self::LONGEST_GAP,
+        }
+    }
+}
+
 impl ArrivalRate {
     /// The weight of the newest gap in the average: 1/8.
     const NEWEST_OF: u32 = 8;
+    /// The most one gap counts for.
+    const LONGEST_GAP: Duration = Duration::from_millis(20);
 
     fn note(&mut self, at: Instant) {
-        let gap = self
-            .last
-            .map_or(BUSY_GAP * 10, |last| at.saturating_duration_since(last))
-            .min(BUSY_GAP * 10);
-        self.mean_gap = match self.last {
-            None => gap,
-            Some(_) => (self.mean_gap * (Self::NEWEST_OF - 1) + gap) / Self::NEWEST_OF,
-        };
+        let gap = self.last.map_or(Self::LONGEST_GAP, |last| {
+            at.saturating_duration_since(last).min(Self::LONGEST_GAP)
+        });
+        self.mean_gap = (self.mean_gap * (Self::NEWEST_OF - 1) + gap) / Self::NEWEST_OF;
         self.last = Some(at);
     }
 
@@ -481,7 +491,7 @@ fn checkpoint_loop(conn: &Connection, committed: &std::sync::mpsc::Receiver<()>)
 }
 
 /// An I/O scheduling class for the calling thread (`ioprio_set(2)`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 enum IoClass {
     /// Served when no other I/O waits (the block scheduler's aging still bounds the wait).
     Idle,
@@ -642,6 +652,23 @@ mod tests {
         queue.take_batch(&mut batch, start, true);
         assert_eq!(batch.len(), 1);
         assert!(!queue.has_held());
+    }
+
+    /// The writer waits for the next write only until held writes fall due, and sees when
+    /// every sender is gone.
+    #[test]
+    fn the_writer_wakes_for_held_writes_and_for_closing() {
+        let (tx, rx) = std::sync::mpsc::channel::<(Urgency, WriteJob)>();
+        let due = Instant::now() + Duration::from_millis(5);
+        assert!(matches!(receive(&rx, Some(due)), Received::Due));
+        assert!(Instant::now() >= due);
+        tx.send((Urgency::Background, noop_job())).unwrap();
+        assert!(matches!(
+            receive(&rx, Some(Instant::now())),
+            Received::Write(Urgency::Background, _)
+        ));
+        drop(tx);
+        assert!(matches!(receive(&rx, None), Received::Closed));
     }
 
     #[test]
