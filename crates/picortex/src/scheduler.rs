@@ -256,6 +256,21 @@ impl Scheduler {
         Ok(told)
     }
 
+    /// Records a turn's end with `end` and, in the same transaction, claims the runnable turn
+    /// (if any) that takes over its slot: a queued turn starts without another commit or a
+    /// wait for the scheduler to wake.
+    async fn end_turn<R>(
+        &self,
+        end: impl FnOnce(&rusqlite::Connection) -> StoreResult<R> + Send + 'static,
+    ) -> StoreResult<Option<TurnWork>> {
+        self.store
+            .write_background(move |c| {
+                end(c)?;
+                Ok(turns::claim_runnable(c, 1)?.pop())
+            })
+            .await
+    }
+
     /// Runs one turn to its recorded end, and returns the turn that takes over its slot.
     async fn run_turn(&self, work: TurnWork) -> Option<TurnWork> {
         if work.chat_failed {
@@ -275,13 +290,12 @@ impl Scheduler {
             // Done with that reply, in one transaction: nothing is lost, and a repeat finish
             // of the same turn changes nothing.
             let finished = self
-                .store
-                .write_background(move |c| {
+                .end_turn(move |c| {
                     turns::finish(c, &w, &[message], &crate::agent::TurnAccounting::default())
                 })
                 .await;
-            match finished {
-                Ok(_) => {
+            return match finished {
+                Ok(next) => {
                     tracing::info!(
                         status = "done",
                         reason = "budget",
@@ -289,10 +303,13 @@ impl Scheduler {
                     );
                     Metrics::inc(&self.metrics.turns_done);
                     self.outbox_wake.notify_one();
+                    next
                 }
-                Err(e) => tracing::error!(error = %e, "could not record a turn's outcome"),
-            }
-            return None;
+                Err(e) => {
+                    tracing::error!(error = %e, "could not record a turn's outcome");
+                    None
+                }
+            };
         }
         Metrics::inc(&self.metrics.turns_started);
         let started = std::time::Instant::now();
@@ -325,27 +342,22 @@ impl Scheduler {
             let _ = stop.send(());
         }
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        // Each outcome is recorded together with the claim of the turn that takes this slot.
-        let write: StoreResult<(&'static str, Option<TurnWork>)> = match outcome {
+        let (status, write) = match outcome {
             Ok(reply) => {
                 let messages = shape(&reply, work.reply_to());
                 let accounting = reply.accounting.clone();
                 let w = work.clone();
                 if messages.is_empty() {
                     let notice = turns::failure_notice(&work.request_id);
-                    self.store
-                        .write_background(move |c| {
-                            turns::fail(c, &w, "the agent gave no answer", &notice)?;
-                            Ok(("failed", claim_next(c)?))
-                        })
-                        .await
+                    let ended = self
+                        .end_turn(move |c| turns::fail(c, &w, "the agent gave no answer", &notice))
+                        .await;
+                    ("failed", ended)
                 } else {
-                    self.store
-                        .write_background(move |c| {
-                            turns::finish(c, &w, &messages, &accounting)?;
-                            Ok(("done", claim_next(c)?))
-                        })
-                        .await
+                    let ended = self
+                        .end_turn(move |c| turns::finish(c, &w, &messages, &accounting))
+                        .await;
+                    ("done", ended)
                 }
             }
             Err(AgentError::WorkspaceDamaged(damage)) => {
@@ -359,12 +371,8 @@ impl Scheduler {
             Err(AgentError::Retryable(e)) if work.attempt < MAX_TURN_ATTEMPTS => {
                 tracing::warn!(error = %e, "turn failed, retrying once");
                 let id = work.turn_id;
-                self.store
-                    .write_background(move |c| {
-                        turns::requeue(c, id, &e)?;
-                        Ok(("requeued", claim_next(c)?))
-                    })
-                    .await
+                let ended = self.end_turn(move |c| turns::requeue(c, id, &e)).await;
+                ("requeued", ended)
             }
             Err(e) => {
                 let error = e.to_string();
@@ -377,16 +385,14 @@ impl Scheduler {
                     _ => turns::failure_notice(&work.request_id),
                 };
                 let w = work.clone();
-                self.store
-                    .write_background(move |c| {
-                        turns::fail(c, &w, &error, &notice)?;
-                        Ok(("failed", claim_next(c)?))
-                    })
-                    .await
+                let ended = self
+                    .end_turn(move |c| turns::fail(c, &w, &error, &notice))
+                    .await;
+                ("failed", ended)
             }
         };
         match write {
-            Ok((status, next)) => {
+            Ok(next) => {
                 if status == "failed" {
                     Metrics::inc(&self.metrics.turns_failed);
                 } else if status == "done" {
@@ -403,13 +409,6 @@ impl Scheduler {
             }
         }
     }
-}
-
-/// The runnable turn, if any, that takes over the slot of a turn that just ended, claimed in
-/// the transaction that ended it: a queued turn starts without another commit or a wait for
-/// the scheduler to wake.
-fn claim_next(c: &rusqlite::Connection) -> StoreResult<Option<TurnWork>> {
-    Ok(turns::claim_runnable(c, 1)?.pop())
 }
 
 /// The reply as the messages to send: markdown made readable in iMessage and split at sensible

@@ -106,3 +106,75 @@ async fn many_chats_each_get_their_own_replies() {
         assert_eq!(text_of(&reply), format!("echo: {text}"));
     }
 }
+
+/// Echoes, holding its first turn until released, and counts the turns running at once.
+#[derive(Default)]
+struct FirstTurnHeld {
+    calls: std::sync::atomic::AtomicUsize,
+    running: std::sync::atomic::AtomicUsize,
+    most_at_once: std::sync::atomic::AtomicUsize,
+    release: tokio::sync::Notify,
+}
+
+impl picortex::agent::Agent for FirstTurnHeld {
+    fn name(&self) -> &'static str {
+        "first-turn-held"
+    }
+
+    fn run_turn(
+        &self,
+        request: picortex::agent::TurnRequest,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<picortex::agent::TurnReply, picortex::agent::AgentError>,
+    > {
+        use std::sync::atomic::Ordering::SeqCst;
+        Box::pin(async move {
+            let now = self.running.fetch_add(1, SeqCst) + 1;
+            self.most_at_once.fetch_max(now, SeqCst);
+            if self.calls.fetch_add(1, SeqCst) == 0 {
+                self.release.notified().await;
+            }
+            self.running.fetch_sub(1, SeqCst);
+            picortex::agent::EchoAgent.run_turn(request).await
+        })
+    }
+}
+
+/// With one turn slot, turns queued behind a running one (in other chats) each run once the
+/// slot is handed on, never two at a time, and every message is answered.
+#[tokio::test]
+async fn one_turn_slot_is_handed_from_turn_to_turn() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let agent = std::sync::Arc::new(FirstTurnHeld::default());
+    let stack = Stack::start_with_agent(|c| c.turns.max_concurrent = 1, agent.clone()).await;
+    let (first, _) = stack.sim.dm("+15551230001", "first").await;
+    eventually(WAIT, "the first turn to start", || async {
+        (agent.calls.load(SeqCst) == 1).then_some(())
+    })
+    .await;
+    let (second, _) = stack.sim.dm("+15551230002", "second").await;
+    let (third, _) = stack.sim.dm("+15551230003", "third").await;
+    eventually(WAIT, "two turns queued behind the first", || async {
+        let counts = stack
+            .daemon
+            .store
+            .read(picortex::store::turns::counts)
+            .await
+            .unwrap();
+        counts
+            .iter()
+            .any(|(status, n)| status == "queued" && *n == 2)
+            .then_some(())
+    })
+    .await;
+    agent.release.notify_one();
+    for (chat, text) in [(first, "first"), (second, "second"), (third, "third")] {
+        assert_eq!(
+            replies(&stack.sim, &chat, 1).await,
+            [format!("echo: {text}")]
+        );
+    }
+    assert_eq!(agent.calls.load(SeqCst), 3);
+    assert_eq!(agent.most_at_once.load(SeqCst), 1);
+}
