@@ -365,25 +365,27 @@ pub async fn hibernate(
     }
     let id = chat_id.to_owned();
     store
-        .write(move |conn| {
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE chats SET state = 'hibernated' WHERE id = ?1 AND state = 'hibernating'",
-                )?
-                .execute([&id])?;
-            if changed > 0 {
-                store::audit(
-                    conn,
-                    actor,
-                    "chat.hibernated",
-                    Some(&id),
-                    &serde_json::json!({}),
-                )?;
-            }
-            Ok(())
-        })
+        .write(move |conn| mark_hibernated(conn, &id, "hibernating", actor, &serde_json::json!({})))
         .await?;
     Ok(outcome)
+}
+
+/// Moves the chat from `from` to `hibernated` and records `chat.hibernated` with `detail`,
+/// unless it has left `from` meanwhile (a message woke it). Returns whether it moved.
+fn mark_hibernated(
+    conn: &rusqlite::Connection,
+    chat_id: &str,
+    from: &str,
+    actor: &str,
+    detail: &serde_json::Value,
+) -> StoreResult<bool> {
+    let changed = conn
+        .prepare_cached("UPDATE chats SET state = 'hibernated' WHERE id = ?1 AND state = ?2")?
+        .execute([chat_id, from])?;
+    if changed > 0 {
+        store::audit(conn, actor, "chat.hibernated", Some(chat_id), detail)?;
+    }
+    Ok(changed > 0)
 }
 
 /// The background task that hibernates idle chats.
@@ -501,25 +503,11 @@ impl Lifecycle {
                     let id = chat_id.clone();
                     self.store
                         .write(move |conn| {
-                            let changed = conn
-                                .prepare_cached(
-                                    "UPDATE chats SET state = 'hibernated'
-                                     WHERE id = ?1 AND state = 'archiving'",
-                                )?
-                                .execute([&id])?;
-                            if changed > 0 {
-                                store::audit(
-                                    conn,
-                                    "lifecycle",
-                                    "chat.hibernated",
-                                    Some(&id),
-                                    &serde_json::json!({
-                                        "from": "archiving",
-                                        "reason": "archiving is off; the home was kept"
-                                    }),
-                                )?;
-                            }
-                            Ok(changed > 0)
+                            let detail = serde_json::json!({
+                                "from": "archiving",
+                                "reason": "archiving is off; the home was kept"
+                            });
+                            mark_hibernated(conn, &id, "archiving", "lifecycle", &detail)
                         })
                         .await?
                 }
