@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::agent::{Agent, EchoAgent};
 use crate::channel::{Channel, LinqChannel};
@@ -18,12 +19,13 @@ use crate::gatekeeper::{Gatekeeper, PendingChats, Wakes};
 use crate::gateway::Gateway;
 use crate::ingest::IngestConfig;
 use crate::isolation::Isolation;
+use crate::lifecycle::StoppedChats;
 use crate::metrics::Metrics;
 use crate::runner_agent::RunnerAgent;
 use crate::scheduler::Scheduler;
 use crate::sender::Sender;
 use crate::server::{AppState, TokenBucket, router};
-use crate::store::Store;
+use crate::store::{Store, StoreResult};
 use crate::workspace::Workspaces;
 
 pub struct DaemonHandle {
@@ -32,8 +34,10 @@ pub struct DaemonHandle {
     pub metrics: Arc<Metrics>,
     /// The model gateway (tests issue chat tokens and read its socket path from it).
     pub gateway: Arc<Gateway>,
+    agent: Arc<dyn Agent>,
+    scheduler: Arc<Scheduler>,
     tasks: Vec<JoinHandle<()>>,
-    shutdown: Arc<Notify>,
+    shutdown: CancellationToken,
 }
 
 impl DaemonHandle {
@@ -41,14 +45,27 @@ impl DaemonHandle {
         format!("http://{}", self.addr)
     }
 
-    /// Stops serving and stops the background tasks. Work in flight stays in the store and is
-    /// resumed by the next start.
-    pub async fn shutdown(self) {
-        self.shutdown.notify_waiters();
+    /// Stops serving and stops the background tasks and running turns. Work in flight stays
+    /// in the store and is resumed by the next start; the chats' processes live on.
+    pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    /// Like [`Self::shutdown`], and then stops every chat's processes, so nothing is left
+    /// running (`picortex demo`). Chats with no turn in flight are hibernated; a chat whose
+    /// turn was cut short stays awake, and the next start runs that turn again.
+    pub async fn shutdown_and_hibernate(mut self) -> StoreResult<StoppedChats> {
+        self.stop().await;
+        crate::lifecycle::hibernate_every_chat(&self.store, self.agent.as_ref(), "shutdown").await
+    }
+
+    async fn stop(&mut self) {
+        self.shutdown.cancel();
+        self.scheduler.stop();
         for t in &self.tasks {
             t.abort();
         }
-        for t in self.tasks {
+        for t in self.tasks.drain(..) {
             let _ = t.await;
         }
     }
@@ -196,12 +213,12 @@ async fn start_inner(
         agent: agent.clone(),
         workspaces: workspaces.clone(),
     });
-    let shutdown = Arc::new(Notify::new());
+    let shutdown = CancellationToken::new();
     let app = router(state).merge(gateway.tcp_routes());
     let stop = shutdown.clone();
     let server = tokio::spawn(async move {
         let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.notified().await })
+            .with_graceful_shutdown(stop.cancelled_owned())
             .await;
         if let Err(e) = result {
             tracing::error!(error = %e, "http server stopped");
@@ -217,7 +234,7 @@ async fn start_inner(
     tasks.extend([
         tokio::spawn(lifecycle.run()),
         tokio::spawn(gatekeeper.run()),
-        tokio::spawn(scheduler.run()),
+        tokio::spawn(scheduler.clone().run()),
         tokio::spawn(sender.run()),
         // Last: `wait` waits for the HTTP server.
         server,
@@ -228,6 +245,8 @@ async fn start_inner(
         store,
         metrics,
         gateway,
+        agent,
+        scheduler,
         tasks,
         shutdown,
     })

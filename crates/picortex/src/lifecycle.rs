@@ -388,6 +388,51 @@ fn mark_hibernated(
     Ok(changed > 0)
 }
 
+/// What [`hibernate_every_chat`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StoppedChats {
+    /// Chats put to sleep.
+    pub hibernated: usize,
+    /// Chats with a turn queued or cut short: their processes were stopped, and they stay
+    /// awake so that the next start runs the turn.
+    pub with_work: usize,
+}
+
+/// Stops the processes of every chat that is awake, for a daemon that stops and leaves nothing
+/// running. Idle chats are hibernated as the owner's `hibernate` would; a chat with work left
+/// keeps its state and its turn, and only its processes stop (its turns must not be running:
+/// the scheduler is stopped first). A chat whose processes could not be stopped is logged and
+/// skipped.
+pub async fn hibernate_every_chat(
+    store: &Store,
+    agent: &dyn Agent,
+    actor: &'static str,
+) -> StoreResult<StoppedChats> {
+    let awake = store
+        .read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id FROM chats WHERE state IN ('active', 'hibernating') ORDER BY id",
+            )?;
+            let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            Ok(ids.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await?;
+    let mut done = StoppedChats::default();
+    for chat_id in awake {
+        match hibernate(store, agent, &chat_id, actor).await? {
+            Hibernation::Done => done.hibernated += 1,
+            Hibernation::AlreadyAsleep => {}
+            Hibernation::Busy => match agent.stop_chat(&chat_id).await {
+                Ok(()) => done.with_work += 1,
+                Err(e) => {
+                    tracing::warn!(chat_id, error = %e, "could not stop a chat's processes");
+                }
+            },
+        }
+    }
+    Ok(done)
+}
+
 /// The background task that hibernates idle chats.
 pub struct Lifecycle {
     store: Store,

@@ -311,7 +311,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("  Data:               {}", data.display());
             println!("Press Ctrl-C to stop.");
             tokio::signal::ctrl_c().await?;
-            demo.daemon.shutdown().await;
+            println!("Stopping: putting the chats to sleep…");
+            // The demo leaves nothing running: each chat's processes stop with it, and the
+            // next demo wakes a chat when it is texted again.
+            match demo.daemon.shutdown_and_hibernate().await {
+                Ok(stopped) => {
+                    println!(
+                        "  stopped {} chat(s)",
+                        stopped.hibernated + stopped.with_work
+                    );
+                    if stopped.with_work > 0 {
+                        println!(
+                            "  {} of them had work in progress, which runs at the next start",
+                            stopped.with_work
+                        );
+                    }
+                }
+                Err(e) => eprintln!("could not put every chat to sleep: {e}"),
+            }
             demo.sim.shutdown().await;
             if let Some(model) = demo.model {
                 model.shutdown().await;

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::agent::{Agent, AgentError, TurnReply, TurnRequest};
@@ -51,6 +52,8 @@ pub struct Scheduler {
     daily_budget_usd: f64,
     /// The owner's handle, told in their DM when a chat's workspace is found damaged.
     owner: Option<String>,
+    /// Cancelled when the daemon stops: running turns are dropped where they are.
+    stopping: CancellationToken,
 }
 
 impl Scheduler {
@@ -80,7 +83,15 @@ impl Scheduler {
             recovered: AtomicBool::new(false),
             daily_budget_usd,
             owner,
+            stopping: CancellationToken::new(),
         })
+    }
+
+    /// Cuts every running turn short where it is, for a daemon that is stopping. Each stays
+    /// `running` in the store and the next start recovers it, as after a crash; the agent's
+    /// processes are left as they are.
+    pub fn stop(&self) {
+        self.stopping.cancel();
     }
 
     /// Requeues turns a previous process left running, then schedules until dropped.
@@ -150,11 +161,14 @@ impl Scheduler {
         for work in claimed {
             let me = self.clone();
             tokio::spawn(async move {
-                let mut next = Some(work);
-                while let Some(work) = next.take() {
-                    let span = tracing::info_span!("turn", request_id = %work.request_id, chat_id = %work.chat_id, turn_id = work.turn_id);
-                    next = me.run_turn(work).instrument(span).await;
-                }
+                let turns = async {
+                    let mut next = Some(work);
+                    while let Some(work) = next.take() {
+                        let span = tracing::info_span!("turn", request_id = %work.request_id, chat_id = %work.chat_id, turn_id = work.turn_id);
+                        next = me.run_turn(work).instrument(span).await;
+                    }
+                };
+                me.stopping.run_until_cancelled(turns).await;
                 me.running.fetch_sub(1, Ordering::SeqCst);
                 me.wake.notify_one();
             });

@@ -244,3 +244,60 @@ async fn a_message_arriving_while_the_chat_is_archived_gets_exactly_one_reply() 
         "PASS: a message sent while archiving (home still there: {mid_archive}) got one reply"
     );
 }
+
+#[tokio::test]
+async fn a_daemon_stopping_with_its_chats_leaves_none_running_and_loses_no_turn() {
+    if !have_tmux() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let _cleanup = Cleanup(root.path().to_owned());
+    // Each chat's first run hangs until the daemon stops; the run after the restart answers.
+    let script = "if [ -f .tried ]; then cat; else touch .tried; sleep 60; fi";
+    let tweak = |c: &mut picortex::config::Config| {
+        use_command_agent(c, root.path(), &["sh", "-c", script]);
+    };
+    let Stack { sim, daemon, data } = Stack::start_with(tweak).await;
+    let addr = daemon.addr;
+    let (first, _) = sim.dm("+15551240101", "finish me later").await;
+    let (second, _) = sim.dm("+15551240102", "hi").await;
+    for chat in [&first, &second] {
+        let home = chat_home(root.path(), chat);
+        eventually(WAIT, "the chat's turn to start", || async {
+            home.join(".tried").exists().then_some(())
+        })
+        .await;
+    }
+    let store = daemon.store.clone();
+    let stopped = daemon.shutdown_and_hibernate().await.unwrap();
+    assert_eq!(stopped.with_work, 2, "{stopped:?}");
+    for chat in [&first, &second] {
+        let tmux = picortex::workspace::Tmux::for_home(&chat_home(root.path(), chat));
+        assert!(!tmux.has_session(), "{chat}: its processes stopped");
+        let id = chat.to_string();
+        let state = store
+            .read(move |c| picortex::lifecycle::state_of(c, &id))
+            .await
+            .unwrap();
+        assert_eq!(state.as_deref(), Some("active"), "{chat} keeps its work");
+    }
+    drop(store);
+    println!("PASS: stopping the daemon with its chats stops every chat's processes");
+
+    let mut config = daemon_config(&sim, data.path());
+    tweak(&mut config);
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let daemon = picortex::daemon::start(config, listener).await.unwrap();
+    assert_eq!(replies(&sim, &first, 1).await, vec!["finish me later"]);
+    assert_eq!(replies(&sim, &second, 1).await, vec!["hi"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for chat in [&first, &second] {
+        assert_eq!(sim.bot_messages(chat).await.len(), 1, "{chat}: one reply");
+    }
+    println!("PASS: the turns cut short by the stop run at the next start, answered once");
+
+    let stopped = daemon.shutdown_and_hibernate().await.unwrap();
+    assert_eq!(stopped.hibernated, 2, "{stopped:?}");
+    assert_eq!(stopped.with_work, 0, "{stopped:?}");
+    println!("PASS: idle chats are hibernated when the daemon stops with its chats");
+}
