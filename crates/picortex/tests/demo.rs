@@ -6,7 +6,6 @@
 mod common;
 
 use std::os::unix::fs::MetadataExt as _;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -151,23 +150,33 @@ async fn the_demo_answers_a_text_and_leaves_nothing_running_when_stopped() {
     println!("PASS: Ctrl-C stops the demo and the chat's processes; the chat is hibernated");
 }
 
-/// Pids of the processes whose real uid is `uid`.
+/// The processes whose real uid is `uid`: pid, state and command line of each. Zombies are
+/// left out: they run nothing, and their parent (or init) reaps them in a moment.
 fn processes_of(uid: u32) -> Vec<String> {
     let uid = uid.to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|entry| {
-            std::fs::read_to_string(Path::new(&entry.path()).join("status"))
-                .ok()
-                .and_then(|status| {
-                    status
-                        .lines()
-                        .find_map(|l| l.strip_prefix("Uid:"))
-                        .and_then(|ids| ids.split_whitespace().next().map(str::to_owned))
-                })
-                .is_some_and(|real| real == uid)
-        })
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .collect()
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        if field("Uid:").split_whitespace().next() == Some(uid.as_str())
+            && !field("State:").starts_with('Z')
+        {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            found.push(format!(
+                "{} ({}) {}",
+                entry.file_name().to_string_lossy(),
+                field("State:"),
+                String::from_utf8_lossy(&cmdline).replace('\0', " ")
+            ));
+        }
+    }
+    found
 }
