@@ -1,6 +1,7 @@
 //! Where the CPU time went during a phase: this process's threads grouped by name (from
 //! `/proc/self/task/*/stat`) and the whole host (from `/proc/stat`), so the rest of the machine's
-//! load (other processes on a shared box) is visible next to the figures.
+//! load (other processes on a shared box) is visible next to the figures; and how many bytes
+//! this process sent to storage (`write_bytes` of `/proc/self/io`).
 //!
 //! Times are in clock ticks of 10 ms (`CLK_TCK` = 100 on Linux), so short phases are coarse.
 
@@ -21,6 +22,8 @@ pub struct Snapshot {
     /// Host-wide busy and total ticks, summed over all CPUs.
     host_busy: u64,
     host_total: u64,
+    /// Bytes this process has caused to be written to storage.
+    written: u64,
 }
 
 /// CPU used between two snapshots.
@@ -35,6 +38,9 @@ pub struct Usage {
     pub host_busy: Duration,
     /// CPU time the host had (wall × CPUs, as the kernel counts it).
     pub host_total: Duration,
+    /// Bytes this process caused to be written to storage (page-cache pages it dirtied,
+    /// whenever they reach the disk).
+    pub written_bytes: u64,
 }
 
 impl Usage {
@@ -72,11 +78,16 @@ impl Snapshot {
             .ok()
             .and_then(|s| parse_host_stat(&s))
             .unwrap_or((0, 0));
+        let written = std::fs::read_to_string("/proc/self/io")
+            .ok()
+            .and_then(|s| parse_write_bytes(&s))
+            .unwrap_or(0);
         Snapshot {
             at: Instant::now(),
             threads,
             host_busy,
             host_total,
+            written,
         }
     }
 
@@ -98,6 +109,7 @@ impl Snapshot {
             process,
             host_busy: ticks(later.host_busy.saturating_sub(self.host_busy)),
             host_total: ticks(later.host_total.saturating_sub(self.host_total)),
+            written_bytes: later.written.saturating_sub(self.written),
         }
     }
 }
@@ -137,6 +149,15 @@ fn parse_host_stat(text: &str) -> Option<(u64, u64)> {
     Some((total.saturating_sub(idle), total))
 }
 
+/// `write_bytes` from `/proc/<pid>/io`.
+fn parse_write_bytes(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +175,12 @@ mod tests {
     fn parses_host_stat() {
         let text = "cpu  100 5 50 1000 20 3 2 7 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
         assert_eq!(parse_host_stat(text), Some((167, 1187)));
+    }
+
+    #[test]
+    fn parses_write_bytes() {
+        let text = "rchar: 10\nwchar: 20\nread_bytes: 4096\nwrite_bytes: 81920\ncancelled_write_bytes: 0\n";
+        assert_eq!(parse_write_bytes(text), Some(81920));
     }
 
     #[test]

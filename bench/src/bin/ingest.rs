@@ -527,6 +527,18 @@ fn print_report(plan: &Plan, m: &Machine, d: &DaemonFigures, b: &BaselineFigures
             ),
         );
     }
+    let kib_per = |usage: &Usage, n: usize| {
+        format!(
+            "{:.1}",
+            usage.written_bytes as f64 / 1024.0 / n.max(1) as f64
+        )
+    };
+    println!(
+        "| written to storage per accepted webhook (this process, replies included): throughput / latency phase; per row, baseline (a) | {} / {} KiB; {} KiB |",
+        kib_per(&d.burst_cpu, d.burst.accepted),
+        kib_per(&d.paced_cpu, d.paced.accepted),
+        kib_per(&b.single_cpu, b.single.rows),
+    );
     println!(
         "| baseline (a): 1 insert per transaction, WAL + synchronous=FULL | {} rows/s ({} rows in {:.2} s) |",
         per_sec(single_rate),
