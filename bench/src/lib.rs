@@ -12,9 +12,11 @@
 //! * [`chat_home`]: what a chat's home tells from outside (the runner's turn files), the sandbox
 //!   helper's audit log, and the clean-up of every chat a benchmark made;
 //! * [`load`]: closed-loop (as fast as possible) and open-loop (fixed offered rate) HTTP load;
-//! * [`baseline`]: plain SQLite inserts of the same rows, one per transaction and batched;
+//! * [`baseline`]: plain SQLite inserts of the same rows, one per transaction, batched, and
+//!   one per transaction at a fixed pace;
 //! * [`stats`]: latency percentiles;
 //! * [`cpu`]: CPU time per thread group and for the whole host, to see where the time went;
+//! * [`flush_probe`]: the disk's own flush latency while a phase runs;
 //! * [`machine`]: what the figures were measured on;
 //! * [`harness`]: the daemon's log file, the two runtimes every binary uses, tools on `PATH`;
 //! * [`sync`]: locking that survives a panicked holder.
@@ -22,6 +24,7 @@
 pub mod baseline;
 pub mod chat_home;
 pub mod cpu;
+pub mod flush_probe;
 pub mod harness;
 pub mod linq_standin;
 pub mod load;

@@ -25,6 +25,7 @@ use picortex::config::{AgentKind, Config, LinqConfig};
 use picortex::daemon::DaemonHandle;
 use picortex_bench::baseline::{self, Row};
 use picortex_bench::cpu::{Snapshot, Usage};
+use picortex_bench::flush_probe::FlushProbe;
 use picortex_bench::load::{self, ClosedLoop, OpenLoop};
 use picortex_bench::machine::Machine;
 use picortex_bench::sink::Sink;
@@ -37,6 +38,9 @@ const AIM_ACCEPTED_PER_SEC: f64 = 5_000.0;
 const AIM_P99: Duration = Duration::from_millis(5);
 /// A request sent later than this after it was due counts as late.
 const LATE: Duration = Duration::from_millis(1);
+/// How often the flush probe writes during the latency phase: often enough to see a stall
+/// that holds up a few webhooks, seldom enough to add little to the disk's load.
+const FLUSH_PROBE_INTERVAL: Duration = Duration::from_millis(10);
 /// How long the reply pipeline may take to drain between phases.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -98,6 +102,11 @@ struct DaemonFigures {
     drain_after_paced: Drain,
     paced: OpenLoop,
     paced_cpu: Usage,
+    /// The flush probe's latencies during the latency phase.
+    paced_flushes: Vec<Duration>,
+    /// The WAL file's size in bytes at the start and the end of each phase (throughput,
+    /// latency): a WAL that grows during a phase is appended to by every commit.
+    wal_sizes: [(u64, u64); 2],
     check: StoreCheck,
     sink_sends: u64,
     sink_other_calls: u64,
@@ -113,6 +122,11 @@ struct StoreCheck {
 }
 
 struct BaselineFigures {
+    /// How long the stopped daemon's last checkpoint and writeback took before the baselines.
+    settled: Duration,
+    /// One row per transaction at the latency phase's pace: each commit's latency from its
+    /// due time.
+    paced: Option<Summary>,
     single: baseline::Outcome,
     single_cpu: Usage,
     batched: baseline::Outcome,
@@ -189,6 +203,7 @@ fn main() -> anyhow::Result<()> {
         &secret,
         &daemon,
         load_rt.handle().clone(),
+        tmp.path(),
     ));
     let (sink_sends, sink_other_calls, sink_unexpected) =
         (sink.sends(), sink.other_calls(), sink.unexpected());
@@ -200,8 +215,10 @@ fn main() -> anyhow::Result<()> {
     daemon_figures.sink_unexpected = sink_unexpected;
     drop(daemon_rt);
     drop(load_rt);
+    let settled = settle(&tmp.path().join("data").join("picortex.db-wal"));
 
-    let baseline_figures = measure_baseline(&plan, &secret, tmp.path())?;
+    let mut baseline_figures = measure_baseline(&plan, &secret, tmp.path())?;
+    baseline_figures.settled = settled;
     print_report(&plan, &machine, &daemon_figures, &baseline_figures);
 
     if args.keep {
@@ -216,6 +233,7 @@ async fn measure_daemon(
     secret: &WebhookSecret,
     daemon: &DaemonHandle,
     runtime: tokio::runtime::Handle,
+    probe_dir: &Path,
 ) -> anyhow::Result<DaemonFigures> {
     let url = format!("{}/api/linq/inbound", daemon.base_url());
     let client = load::client(plan.connections * 2)?;
@@ -251,9 +269,11 @@ async fn measure_daemon(
         "throughput: {} webhooks over {} connections",
         plan.webhooks, plan.connections
     );
+    let wal_before_burst = wal_size(daemon);
     let before = Snapshot::take();
     let burst = load::closed_loop(&client, &url, burst_hooks, plan.connections).await;
     let burst_cpu = before.until(&Snapshot::take());
+    let wal_after_burst = wal_size(daemon);
     eprintln!(
         "  {} accepted/s, failures: {}",
         per_sec(burst.accepted_per_sec()),
@@ -273,6 +293,8 @@ async fn measure_daemon(
         plan.paced,
         per_sec(plan.rate)
     );
+    let wal_before_paced = wal_size(daemon);
+    let probe = FlushProbe::start(probe_dir, FLUSH_PROBE_INTERVAL)?;
     let before = Snapshot::take();
     let paced = load::open_loop(
         runtime,
@@ -284,6 +306,8 @@ async fn measure_daemon(
     )
     .await?;
     let paced_cpu = before.until(&Snapshot::take());
+    let paced_flushes = probe.finish()?;
+    let wal_after_paced = wal_size(daemon);
     let drain_after_paced = drain(daemon).await?;
 
     let check = daemon
@@ -308,6 +332,11 @@ async fn measure_daemon(
         drain_after_paced,
         paced,
         paced_cpu,
+        paced_flushes,
+        wal_sizes: [
+            (wal_before_burst, wal_after_burst),
+            (wal_before_paced, wal_after_paced),
+        ],
         check,
         sink_sends: 0,
         sink_other_calls: 0,
@@ -397,20 +426,33 @@ fn measure_baseline(
     let hooks: Vec<SignedWebhook> = webhooks::build(
         secret,
         &Chat::many(plan.chats),
-        plan.webhooks,
+        plan.webhooks.max(plan.paced),
         unix_now(),
         "throughput",
     )?;
-    let rows: Vec<Row> = hooks
+    let all_rows: Vec<Row> = hooks
         .into_iter()
         .map(|h| Row {
             event_id: h.event_id,
             body: h.body,
         })
         .collect();
+    // First, nearest in time to the daemon's latency phase.
+    eprintln!(
+        "baseline (c): {} rows at {}/s, one transaction each",
+        plan.paced,
+        per_sec(plan.rate)
+    );
+    let mut latencies = baseline::paced(
+        &dir.join("baseline-c.db"),
+        &all_rows[..plan.paced],
+        plan.rate,
+    )?;
+    let paced = Summary::of(&mut latencies);
+    let rows = &all_rows[..plan.webhooks];
     eprintln!("baseline (a): {} rows, one transaction each", rows.len());
     let before = Snapshot::take();
-    let single = baseline::run(&dir.join("baseline-a.db"), &rows, 1)?;
+    let single = baseline::run(&dir.join("baseline-a.db"), rows, 1)?;
     let single_cpu = before.until(&Snapshot::take());
     eprintln!("  {} rows/s", per_sec(single.rows_per_sec()));
     eprintln!(
@@ -419,15 +461,38 @@ fn measure_baseline(
         plan.batch
     );
     let before = Snapshot::take();
-    let batched = baseline::run(&dir.join("baseline-b.db"), &rows, plan.batch)?;
+    let batched = baseline::run(&dir.join("baseline-b.db"), rows, plan.batch)?;
     let batched_cpu = before.until(&Snapshot::take());
     eprintln!("  {} rows/s", per_sec(batched.rows_per_sec()));
     Ok(BaselineFigures {
+        settled: Duration::ZERO,
+        paced,
         single,
         single_cpu,
         batched,
         batched_cpu,
     })
+}
+
+/// Waits until the stopped daemon's store has finished with the disk, so that the baselines
+/// measure the disk and not the daemon's leftovers: its checkpointer's last checkpoint (it
+/// empties or removes the WAL at `wal`, which can have grown to a GiB under load), then the
+/// writeback of everything dirty. Gives up after [`DRAIN_TIMEOUT`]. Returns how long it took.
+fn settle(wal: &Path) -> Duration {
+    let started = Instant::now();
+    eprintln!("waiting for the daemon's last checkpoint and the writeback");
+    while std::fs::metadata(wal).is_ok_and(|m| m.len() > 0) && started.elapsed() < DRAIN_TIMEOUT {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::unistd::sync();
+    started.elapsed()
+}
+
+/// The size of the daemon's WAL file now (0 if there is none).
+fn wal_size(daemon: &DaemonHandle) -> u64 {
+    let mut wal = daemon.store.path().as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).map_or(0, |m| m.len())
 }
 
 fn unix_now() -> i64 {
@@ -506,6 +571,17 @@ fn print_report(plan: &Plan, m: &Machine, d: &DaemonFigures, b: &BaselineFigures
         "| same, from actual send (server's share) p50 / p90 / p99 / max | {} |",
         fmt4(service_sum)
     );
+    let mut flushes = d.paced_flushes.clone();
+    let stalls: Vec<Duration> = flushes.iter().copied().filter(|f| *f > AIM_P99).collect();
+    println!(
+        "| the disk meanwhile: 4 KiB overwrite + fdatasync every {} ms: p50 / p90 / p99 / max; over {} ms | {}; {} of {} ({} ms in all) |",
+        FLUSH_PROBE_INTERVAL.as_millis(),
+        AIM_P99.as_millis(),
+        fmt4(Summary::of(&mut flushes)),
+        stalls.len(),
+        flushes.len(),
+        stalls.iter().sum::<Duration>().as_millis(),
+    );
     println!(
         "| late sends (> {} ms behind schedule) | {} of {} (lag p99 {} ms, max {} ms) |",
         LATE.as_millis(),
@@ -527,6 +603,31 @@ fn print_report(plan: &Plan, m: &Machine, d: &DaemonFigures, b: &BaselineFigures
             ),
         );
     }
+    println!(
+        "| before the baselines: the stopped daemon's last checkpoint and writeback | {:.1} s |",
+        b.settled.as_secs_f64()
+    );
+    println!(
+        "| baseline (c): 1 insert per transaction at {}/s for {} s, WAL + synchronous=FULL (from due time): p50 / p90 / p99 / max | {} |",
+        per_sec(plan.rate),
+        plan.seconds,
+        fmt4(b.paced)
+    );
+    if let (Some(daemon), Some(raw)) = (paced_sum, b.paced) {
+        println!(
+            "| daemon p99 at {}/s ÷ baseline (c) p99 | **{:.2}×** |",
+            per_sec(plan.rate),
+            daemon.p99.as_secs_f64() / raw.p99.as_secs_f64().max(f64::EPSILON)
+        );
+    }
+    let mib = |bytes: u64| format!("{:.0}", bytes as f64 / f64::from(1 << 20));
+    println!(
+        "| WAL file at the start → end of the throughput phase; of the latency phase | {} → {} MiB; {} → {} MiB |",
+        mib(d.wal_sizes[0].0),
+        mib(d.wal_sizes[0].1),
+        mib(d.wal_sizes[1].0),
+        mib(d.wal_sizes[1].1),
+    );
     let kib_per = |usage: &Usage, n: usize| {
         format!(
             "{:.1}",
@@ -613,7 +714,12 @@ fn print_report(plan: &Plan, m: &Machine, d: &DaemonFigures, b: &BaselineFigures
 const WRITER_THREAD: &str = "store-writer";
 /// Threads of this binary that are not the daemon: the load generator's runtime (which also
 /// serves the Linq stand-in), the open-loop dispatcher and the main thread.
-const NOT_DAEMON: &[&str] = &["loadgen-rt", "dispatcher", picortex_bench::cpu::MAIN_THREAD];
+const NOT_DAEMON: &[&str] = &[
+    "loadgen-rt",
+    "dispatcher",
+    "flush-probe",
+    picortex_bench::cpu::MAIN_THREAD,
+];
 
 /// CPU time of the daemon's threads: everything in the process but the load generator.
 fn daemon_cpu(usage: &Usage) -> Duration {

@@ -13,10 +13,11 @@
 //! instead of each stage of each message (the gate's decision, the finished turn, the accepted
 //! delivery) taking its own. Each commit costs a write of every page it touches and about
 //! 150 µs of kernel time for its fsync on this kind of machine; in paired runs at 1,000
-//! webhooks/s holding cut the writer's CPU per webhook by a fifth (p99 there is decided by the
-//! disk's fsync stalls more than by either policy: docs/benchmarks.md). When traffic is sparse,
-//! as when people text, nothing is held: background writes go into the next commit and add
-//! nothing to a reply's latency.
+//! webhooks/s holding cut the writer's CPU per webhook by a fifth. (p99 there moved with the
+//! load on the shared disk more than with either policy, and is 2-5 times that of a plain
+//! receiver committing each row on the same disk; the figures point at the WAL appending
+//! described below: docs/benchmarks.md.) When traffic is sparse, as when people text, nothing
+//! is held: background writes go into the next commit and add nothing to a reply's latency.
 //!
 //! WAL checkpoints (copying committed pages back into the database file) run on a connection
 //! and thread of their own, so a commit never waits for one. Only the writer can start the WAL
