@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -65,30 +65,14 @@ async fn the_demo_answers_a_text_and_leaves_nothing_running_when_stopped() {
     } else {
         "hello"
     };
-    let sent: Value = http
-        .post(format!("{sim_url}/sim/inbound"))
-        .json(&json!({"from": "+15551239001", "text": text}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let chat = sent["chat_id"].as_str().unwrap().to_owned();
-    let message = sent["message_id"].as_str().unwrap().to_owned();
+    let (chat, message) = sim_text(
+        &http,
+        &sim_url,
+        json!({"from": "+15551239001", "text": text}),
+    )
+    .await;
     let reply = eventually(WAIT, "the bot's reply on the page", || async {
-        let state: Value = http
-            .get(format!("{sim_url}/sim/api/state"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        state["chats"]
-            .as_array()?
-            .iter()
-            .find(|c| c["id"] == chat.as_str())?["messages"]
+        sim_page_chat(&http, &sim_url, &chat).await?["messages"]
             .as_array()?
             .iter()
             .find(|m| m["is_from_me"] == true)

@@ -273,24 +273,7 @@ async fn the_typing_indicator_shows_while_a_dm_turn_runs() {
         Stack::start_with(|c| use_command_agent(c, root.path(), &["sh", "-c", "sleep 2; cat"]))
             .await;
     let (chat, _) = stack.sim.dm("+15551230007", "think hard").await;
-    let state_url = format!("{}/sim/api/state", stack.sim.url());
-    let typing = || async {
-        let state: serde_json::Value = stack
-            .sim
-            .http
-            .get(&state_url)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        state["chats"]
-            .as_array()?
-            .iter()
-            .find(|c| c["id"] == chat.as_str())?["bot_typing"]
-            .as_bool()
-    };
+    let typing = || async { stack.sim.page_chat(&chat).await?["bot_typing"].as_bool() };
     eventually(WAIT, "typing on", || async {
         (typing().await == Some(true)).then_some(())
     })

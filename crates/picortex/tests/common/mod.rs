@@ -52,20 +52,12 @@ impl Sim {
 
     /// Texts the bot through the simulator's admin API. Returns (chat_id, message_id).
     pub async fn text(&self, body: Value) -> (String, String) {
-        let resp = self
-            .http
-            .post(format!("{}/sim/inbound", self.url()))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap();
-        assert!(status.is_success(), "sim inbound failed: {status} {v}");
-        (
-            v["chat_id"].as_str().unwrap().to_owned(),
-            v["message_id"].as_str().unwrap().to_owned(),
-        )
+        sim_text(&self.http, &self.url(), body).await
+    }
+
+    /// The chat as the simulator's page shows it, if the simulator knows it.
+    pub async fn page_chat(&self, chat_id: &str) -> Option<Value> {
+        sim_page_chat(&self.http, &self.url(), chat_id).await
     }
 
     pub async fn dm(&self, from: &str, text: &str) -> (String, String) {
@@ -122,6 +114,42 @@ impl Sim {
             .filter(|m| m["is_from_me"].as_bool() == Some(true))
             .collect()
     }
+}
+
+/// Texts the bot through the admin API of the simulator at `sim_url`, as its page does.
+/// Returns (chat_id, message_id).
+pub async fn sim_text(http: &reqwest::Client, sim_url: &str, body: Value) -> (String, String) {
+    let resp = http
+        .post(format!("{sim_url}/sim/inbound"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap();
+    assert!(status.is_success(), "sim inbound failed: {status} {v}");
+    (
+        v["chat_id"].as_str().unwrap().to_owned(),
+        v["message_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The chat `chat_id` from the state the page of the simulator at `sim_url` shows
+/// (`/sim/api/state`): its messages, typing and delivery states.
+pub async fn sim_page_chat(http: &reqwest::Client, sim_url: &str, chat_id: &str) -> Option<Value> {
+    let state: Value = http
+        .get(format!("{sim_url}/sim/api/state"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    state["chats"]
+        .as_array()?
+        .iter()
+        .find(|c| c["id"] == chat_id)
+        .cloned()
 }
 
 pub fn text_of(message: &Value) -> String {
