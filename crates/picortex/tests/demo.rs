@@ -138,29 +138,20 @@ async fn the_demo_answers_a_text_and_leaves_nothing_running_when_stopped() {
 /// left out: they run nothing, and their parent (or init) reaps them in a moment.
 fn processes_of(uid: u32) -> Vec<String> {
     let uid = uid.to_string();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_owned())
-                .unwrap_or_default()
-        };
-        if field("Uid:").split_whitespace().next() == Some(uid.as_str())
-            && !field("State:").starts_with('Z')
-        {
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            found.push(format!(
-                "{} ({}) {}",
-                entry.file_name().to_string_lossy(),
-                field("State:"),
-                String::from_utf8_lossy(&cmdline).replace('\0', " ")
-            ));
-        }
-    }
-    found
+    process_statuses()
+        .into_iter()
+        .filter_map(|(dir, status)| {
+            let state = status_field(&status, "State:").join(" ");
+            (status_field(&status, "Uid:").first() == Some(&uid.as_str())
+                && !state.starts_with('Z'))
+            .then(|| {
+                let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+                format!(
+                    "{} ({state}) {}",
+                    dir.display(),
+                    String::from_utf8_lossy(&cmdline).replace('\0', " ")
+                )
+            })
+        })
+        .collect()
 }

@@ -128,19 +128,14 @@ async fn messages_sent_during_a_turn_fold_into_one_next_turn() {
 fn host_pid(home: &std::path::Path, pane_pid: i32) -> i32 {
     use std::os::unix::fs::MetadataExt as _;
     let uid = std::fs::metadata(home).unwrap().uid().to_string();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-                .unwrap_or_default()
-        };
-        let (uids, nspids) = (field("Uid:"), field("NSpid:"));
-        if uids.first() == Some(&uid) && nspids.last() == Some(&pane_pid.to_string()) {
+    for (_, status) in process_statuses() {
+        let (uids, nspids) = (
+            status_field(&status, "Uid:"),
+            status_field(&status, "NSpid:"),
+        );
+        if uids.first() == Some(&uid.as_str())
+            && nspids.last() == Some(&pane_pid.to_string().as_str())
+        {
             return nspids[0].parse().unwrap();
         }
     }

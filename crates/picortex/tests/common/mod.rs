@@ -376,6 +376,28 @@ pub fn cleanup_chats(root: &Path) {
     }
 }
 
+/// Every process's `/proc/<pid>` directory with the text of its `status` (processes that end
+/// while this reads are left out).
+pub fn process_statuses() -> Vec<(PathBuf, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+            Some((entry.path(), status))
+        })
+        .collect()
+}
+
+/// The words of the field `name` (such as `"Uid:"`) of a process's `status`.
+pub fn status_field<'a>(status: &'a str, name: &str) -> Vec<&'a str> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .map(|v| v.split_whitespace().collect())
+        .unwrap_or_default()
+}
+
 /// The Claude Code CLI for tests: `PICORTEX_CLAUDE_BIN`, else `claude` on PATH. None (and a
 /// SKIP line) when it is not installed.
 pub fn claude_bin() -> Option<PathBuf> {
