@@ -28,6 +28,9 @@ use crate::server::{AppState, TokenBucket, router};
 use crate::store::{Store, StoreResult};
 use crate::workspace::Workspaces;
 
+/// How long a stopping daemon waits for the requests in flight.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct DaemonHandle {
     pub addr: SocketAddr,
     pub store: Store,
@@ -70,11 +73,26 @@ impl DaemonHandle {
         }
     }
 
-    /// Waits until the server stops (for `picortex serve`).
-    pub async fn wait(mut self) {
-        if let Some(server) = self.tasks.pop() {
-            let _ = server.await;
+    /// Serves until `stop` completes (a signal, for `picortex serve`) or the server ends on its
+    /// own, then stops as [`Self::shutdown`] does, after the requests in flight have been
+    /// answered (for up to [`DRAIN_TIMEOUT`]): a webhook being stored gets its answer, so Linq
+    /// need not send it again.
+    pub async fn run_until(mut self, stop: impl std::future::Future<Output = ()>) {
+        // The server is the last task (see `start_inner`).
+        let Some(mut server) = self.tasks.pop() else {
+            return;
+        };
+        tokio::select! {
+            _ = &mut server => {}
+            () = stop => {
+                self.shutdown.cancel();
+                if tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await.is_err() {
+                    tracing::warn!("requests still in flight after {} s; stopping anyway", DRAIN_TIMEOUT.as_secs());
+                    server.abort();
+                }
+            }
         }
+        self.stop().await;
     }
 }
 
@@ -236,7 +254,7 @@ async fn start_inner(
         tokio::spawn(gatekeeper.run()),
         tokio::spawn(scheduler.clone().run()),
         tokio::spawn(sender.run()),
-        // Last: `wait` waits for the HTTP server.
+        // Last: `run_until` waits for the HTTP server.
         server,
     ]);
     tracing::info!(%addr, agent = agent.name(), db = %config.database_path().display(), "picortex daemon listening");

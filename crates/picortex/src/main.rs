@@ -248,10 +248,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding {addr}"))?;
             let daemon = picortex::daemon::start(config, listener).await?;
-            tokio::select! {
-                _ = daemon_wait(daemon) => {}
-                _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
-            }
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .context("listening for SIGTERM")?;
+            daemon
+                .run_until(async move {
+                    let signal = tokio::select! {
+                        _ = tokio::signal::ctrl_c() => "SIGINT",
+                        _ = terminate.recv() => "SIGTERM",
+                    };
+                    tracing::info!(signal, "stopping: answering the requests in flight");
+                })
+                .await;
+            tracing::info!("stopped");
         }
         Command::Sim {
             port,
@@ -389,8 +398,4 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-async fn daemon_wait(daemon: picortex::daemon::DaemonHandle) {
-    daemon.wait().await;
 }

@@ -88,6 +88,33 @@ async fn thirty_percent_server_errors_still_one_reply_each() {
 }
 
 #[tokio::test]
+async fn sigterm_stops_the_daemon_cleanly_and_the_next_start_goes_on() {
+    let (port, sim, data) = child_daemon_parts().await;
+    let config_path = write_daemon_config(&sim, data.path(), port, "");
+    let mut daemon = DaemonProcess::spawn(&config_path);
+    let (chat, _) = sim.dm("+15554100001", "before the stop").await;
+    assert_eq!(replies(&sim, &chat, 1).await, vec!["echo: before the stop"]);
+
+    let status = daemon.sigterm().await;
+    assert!(
+        status.success(),
+        "the daemon exited with {status} on SIGTERM"
+    );
+    let log = std::fs::read_to_string(data.path().join("daemon.log")).unwrap();
+    assert!(
+        log.contains("\"signal\":\"SIGTERM\"") && log.contains("\"stopped\""),
+        "the log says why and that it stopped"
+    );
+    println!("PASS: SIGTERM stops the daemon with exit status 0");
+
+    let _daemon = DaemonProcess::spawn(&config_path);
+    sim.text(json!({"from": "+15554100001", "chat_id": chat, "text": "after the stop"}))
+        .await;
+    assert_eq!(replies(&sim, &chat, 2).await[1], "echo: after the stop");
+    println!("PASS: the next start answers in the same chat");
+}
+
+#[tokio::test]
 async fn sigkill_during_a_burst_loses_nothing_and_doubles_nothing() {
     let (port, sim, data) = child_daemon_parts().await;
     let config_path = write_daemon_config(&sim, data.path(), port, "");

@@ -519,6 +519,21 @@ impl DaemonProcess {
         self.child.id()
     }
 
+    /// Sends SIGTERM (what systemd sends to stop it) and waits up to 30 s for it to exit.
+    pub async fn sigterm(&mut self) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the daemon did not stop within 30 s of SIGTERM")
+            .unwrap()
+    }
+
     pub async fn sigkill(&mut self) {
         if let Some(pid) = self.child.id() {
             let _ = nix::sys::signal::kill(
