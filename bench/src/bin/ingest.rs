@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use clap::Parser;
 use linq::webhook::WebhookSecret;
 use picortex::config::{AgentKind, Config, LinqConfig};
@@ -62,6 +63,11 @@ struct Args {
     /// Length of the latency phase in seconds [default: 10, quick: 3].
     #[arg(long)]
     seconds: Option<f64>,
+    /// Seconds of quiet between the throughput and the latency phases. 0 starts the latency
+    /// phase as soon as the replies have drained, on the WAL the burst left; a few seconds
+    /// let the store checkpoint and start its WAL over, as a pause in real traffic does.
+    #[arg(long, default_value_t = 0.0)]
+    pause: f64,
     /// Distinct chats the webhooks are spread over.
     #[arg(long, default_value_t = 50)]
     chats: usize,
@@ -88,6 +94,7 @@ struct Plan {
     rate: f64,
     paced: usize,
     seconds: f64,
+    pause: Duration,
     chats: usize,
     batch: usize,
     daemon_logs: bool,
@@ -149,6 +156,7 @@ fn main() -> anyhow::Result<()> {
         rate: args.rate,
         paced: (args.rate * seconds).round().max(1.0) as usize,
         seconds,
+        pause: Duration::try_from_secs_f64(args.pause).context("--pause")?,
         chats: args.chats.max(1),
         batch: args.batch.max(1),
         daemon_logs: !args.no_daemon_logs,
@@ -293,6 +301,10 @@ async fn measure_daemon(
         plan.paced,
         per_sec(plan.rate)
     );
+    if !plan.pause.is_zero() {
+        eprintln!("quiet for {:.1} s", plan.pause.as_secs_f64());
+        tokio::time::sleep(plan.pause).await;
+    }
     let wal_before_paced = wal_size(daemon);
     let probe = FlushProbe::start(probe_dir, FLUSH_PROBE_INTERVAL)?;
     let before = Snapshot::take();
@@ -530,9 +542,10 @@ fn print_report(plan: &Plan, m: &Machine, d: &DaemonFigures, b: &BaselineFigures
         m.cpus, m.cpu_model, m.kernel, m.data_fs, m.loadavg, m.commit
     );
     println!(
-        "Run: {} webhooks over {} connections; {}/s offered for {} s; {} chats; daemon logs {}.",
+        "Run: {} webhooks over {} connections; {} s of quiet; {}/s offered for {} s; {} chats; daemon logs {}.",
         per_sec(plan.webhooks as f64),
         plan.connections,
+        plan.pause.as_secs_f64(),
         per_sec(plan.rate),
         plan.seconds,
         plan.chats,
