@@ -64,13 +64,14 @@ impl DaemonHandle {
 
     async fn stop(&mut self) {
         self.shutdown.cancel();
-        self.scheduler.stop();
         for t in &self.tasks {
             t.abort();
         }
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
+        // Nothing claims turns any more; the running ones stop where they are.
+        self.scheduler.stop().await;
     }
 
     /// Serves until `stop` completes (a signal, for `picortex serve`) or the server ends on its

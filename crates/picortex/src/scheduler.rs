@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::agent::{Agent, AgentError, TurnReply, TurnRequest};
@@ -54,6 +55,8 @@ pub struct Scheduler {
     owner: Option<String>,
     /// Cancelled when the daemon stops: running turns are dropped where they are.
     stopping: CancellationToken,
+    /// The tasks running turns, so that [`Scheduler::stop`] returns once none is left.
+    turn_tasks: TaskTracker,
 }
 
 impl Scheduler {
@@ -84,14 +87,17 @@ impl Scheduler {
             daily_budget_usd,
             owner,
             stopping: CancellationToken::new(),
+            turn_tasks: TaskTracker::new(),
         })
     }
 
-    /// Cuts every running turn short where it is, for a daemon that is stopping. Each stays
-    /// `running` in the store and the next start recovers it, as after a crash; the agent's
-    /// processes are left as they are.
-    pub fn stop(&self) {
+    /// Cuts every running turn short where it is, for a daemon that is stopping, and returns
+    /// once none is left. Each stays `running` in the store and the next start recovers it, as
+    /// after a crash; the agent's processes are left as they are.
+    pub async fn stop(&self) {
         self.stopping.cancel();
+        self.turn_tasks.close();
+        self.turn_tasks.wait().await;
     }
 
     /// Requeues turns a previous process left running, then schedules until dropped.
@@ -160,7 +166,7 @@ impl Scheduler {
     pub fn start(self: &Arc<Self>, claimed: Vec<TurnWork>) {
         for work in claimed {
             let me = self.clone();
-            tokio::spawn(async move {
+            self.turn_tasks.spawn(async move {
                 let turns = async {
                     let mut next = Some(work);
                     while let Some(work) = next.take() {
