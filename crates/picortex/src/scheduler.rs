@@ -314,22 +314,14 @@ impl Scheduler {
                     turns::finish(c, &w, &[message], &crate::agent::TurnAccounting::default())
                 })
                 .await;
-            return match finished {
-                Ok(next) => {
-                    tracing::info!(
-                        status = "done",
-                        reason = "budget",
-                        "turn answered without the agent: model budget used up"
-                    );
-                    Metrics::inc(&self.metrics.turns_done);
-                    self.outbox_wake.notify_one();
-                    next
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "could not record a turn's outcome");
-                    None
-                }
-            };
+            if finished.is_ok() {
+                tracing::info!(
+                    status = "done",
+                    reason = "budget",
+                    "turn answered without the agent: model budget used up"
+                );
+            }
+            return self.ended("done", finished);
         }
         Metrics::inc(&self.metrics.turns_started);
         let started = std::time::Instant::now();
@@ -411,18 +403,30 @@ impl Scheduler {
                 ("failed", ended)
             }
         };
+        if write.is_ok() {
+            tracing::info!(status, elapsed_ms, "turn finished");
+        }
+        self.ended(status, write)
+    }
+
+    /// Counts a turn whose end `write` recorded as `status`, wakes the sender for its reply,
+    /// and returns the turn that takes over its slot. A failed write is logged: the turn stays
+    /// `running` in the store, and the next start recovers it.
+    fn ended(
+        &self,
+        status: &'static str,
+        write: StoreResult<Option<TurnWork>>,
+    ) -> Option<TurnWork> {
         match write {
             Ok(next) => {
-                if status == "failed" {
-                    Metrics::inc(&self.metrics.turns_failed);
-                } else if status == "done" {
-                    Metrics::inc(&self.metrics.turns_done);
+                match status {
+                    "failed" => Metrics::inc(&self.metrics.turns_failed),
+                    "done" => Metrics::inc(&self.metrics.turns_done),
+                    _ => {}
                 }
-                tracing::info!(status, elapsed_ms, "turn finished");
                 self.outbox_wake.notify_one();
                 next
             }
-            // The turn stays `running` in the store; the next start recovers it.
             Err(e) => {
                 tracing::error!(error = %e, "could not record a turn's outcome");
                 None
