@@ -641,6 +641,10 @@ impl Gatekeeper {
                         "This chat is still working on a message; ask again when it has answered."
                             .into()
                     }
+                    Hibernation::Failed(e) => format!(
+                        "I couldn't stop this chat's processes ({e}); I'll keep trying in the \
+                         background."
+                    ),
                 }
             }
             OwnerCommand::Archive => match &self.workspaces {

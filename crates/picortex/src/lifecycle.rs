@@ -315,7 +315,7 @@ pub async fn destroy(
 }
 
 /// What hibernating one chat did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hibernation {
     /// The chat is hibernated now.
     Done,
@@ -323,6 +323,9 @@ pub enum Hibernation {
     AlreadyAsleep,
     /// A turn is queued or running; nothing was stopped.
     Busy,
+    /// Its processes could not be stopped; it stays `hibernating` and the lifecycle task
+    /// tries again on its next tick.
+    Failed(String),
 }
 
 /// Hibernates `chat_id` unless a turn is queued or running: `hibernating` is recorded first, in
@@ -361,7 +364,7 @@ pub async fn hibernate(
     }
     if let Err(e) = agent.stop_chat(chat_id).await {
         tracing::warn!(chat_id, error = %e, "hibernating: stopping the chat's processes failed");
-        return Ok(outcome);
+        return Ok(Hibernation::Failed(e.to_string()));
     }
     let id = chat_id.to_owned();
     store
@@ -402,7 +405,7 @@ pub struct StoppedChats {
 /// running. Idle chats are hibernated as the owner's `hibernate` would; a chat with work left
 /// keeps its state and its turn, and only its processes stop (its turns must not be running:
 /// the scheduler is stopped first). A chat whose processes could not be stopped is logged and
-/// skipped.
+/// not counted.
 pub async fn hibernate_every_chat(
     store: &Store,
     agent: &dyn Agent,
@@ -421,7 +424,7 @@ pub async fn hibernate_every_chat(
     for chat_id in awake {
         match hibernate(store, agent, &chat_id, actor).await? {
             Hibernation::Done => done.hibernated += 1,
-            Hibernation::AlreadyAsleep => {}
+            Hibernation::AlreadyAsleep | Hibernation::Failed(_) => {}
             Hibernation::Busy => match agent.stop_chat(&chat_id).await {
                 Ok(()) => done.with_work += 1,
                 Err(e) => {
@@ -685,5 +688,59 @@ mod tests {
             .unwrap();
         assert_eq!(state, "hibernated");
         assert_eq!(kinds, ["chat.hibernated"]);
+    }
+
+    /// An echo agent whose chats' processes cannot be stopped.
+    struct Unstoppable;
+
+    impl Agent for Unstoppable {
+        fn name(&self) -> &'static str {
+            "unstoppable"
+        }
+
+        fn run_turn(
+            &self,
+            request: crate::agent::TurnRequest,
+        ) -> futures::future::BoxFuture<'_, Result<crate::agent::TurnReply, crate::agent::AgentError>>
+        {
+            crate::agent::EchoAgent.run_turn(request)
+        }
+
+        fn stop_chat<'a>(
+            &'a self,
+            _chat_id: &'a str,
+        ) -> futures::future::BoxFuture<'a, Result<(), crate::agent::AgentError>> {
+            Box::pin(async { Err(crate::agent::AgentError::Retryable("kill refused".into())) })
+        }
+    }
+
+    /// A chat whose processes could not be stopped is not reported asleep: the owner hears
+    /// why, and it stays `hibernating` for the lifecycle task's next tick to finish.
+    #[tokio::test]
+    async fn a_stop_that_fails_is_reported_and_left_for_the_next_tick() {
+        let (_dir, store) = crate::store::temp_store();
+        store
+            .write(|c| {
+                c.execute(
+                    "INSERT INTO chats (id, state, created_at, updated_at) VALUES ('c1', 'active', 1, 1)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let outcome = hibernate(&store, &Unstoppable, "c1", "owner")
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            Hibernation::Failed("agent failed, retryable: kill refused".into())
+        );
+        let state = store.read(|c| state_of(c, "c1")).await.unwrap();
+        assert_eq!(state.as_deref(), Some("hibernating"));
+        let stopped = hibernate_every_chat(&store, &Unstoppable, "shutdown")
+            .await
+            .unwrap();
+        assert_eq!(stopped, StoppedChats::default(), "nothing was stopped");
     }
 }

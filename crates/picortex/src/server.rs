@@ -300,6 +300,7 @@ async fn chat_lifecycle(
                 Hibernation::Done => (StatusCode::OK, "hibernated", None),
                 Hibernation::AlreadyAsleep => (StatusCode::OK, "unchanged", None),
                 Hibernation::Busy => busy(),
+                Hibernation::Failed(e) => (StatusCode::INTERNAL_SERVER_ERROR, "failed", Some(e)),
             }),
         LifecycleAction::Archive => {
             lifecycle::archive(store, agent, workspaces, &chat_id, "owner-api")
