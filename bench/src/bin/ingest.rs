@@ -195,6 +195,7 @@ fn main() -> anyhow::Result<()> {
         },
         ..Config::default()
     };
+    let database = config.database_path();
     let daemon = daemon_rt.block_on(async {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         picortex::daemon::start(config, listener).await
@@ -223,7 +224,7 @@ fn main() -> anyhow::Result<()> {
     daemon_figures.sink_unexpected = sink_unexpected;
     drop(daemon_rt);
     drop(load_rt);
-    let settled = settle(&tmp.path().join("data").join("picortex.db-wal"));
+    let settled = settle(&wal_of(&database));
 
     let mut baseline_figures = measure_baseline(&plan, &secret, tmp.path())?;
     baseline_figures.settled = settled;
@@ -502,9 +503,14 @@ fn settle(wal: &Path) -> Duration {
 
 /// The size of the daemon's WAL file now (0 if there is none).
 fn wal_size(daemon: &DaemonHandle) -> u64 {
-    let mut wal = daemon.store.path().as_os_str().to_owned();
+    std::fs::metadata(wal_of(daemon.store.path())).map_or(0, |m| m.len())
+}
+
+/// The WAL file of the SQLite database at `database`.
+fn wal_of(database: &Path) -> PathBuf {
+    let mut wal = database.as_os_str().to_owned();
     wal.push("-wal");
-    std::fs::metadata(wal).map_or(0, |m| m.len())
+    PathBuf::from(wal)
 }
 
 fn unix_now() -> i64 {
