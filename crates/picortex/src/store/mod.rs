@@ -139,7 +139,8 @@ impl Store {
         configure(&conn)?;
         migrate(&mut conn)?;
         // The writer never checkpoints: the checkpointer does, on its own connection. A WAL
-        // left long after a burst is cut back to JOURNAL_SIZE_LIMIT when it starts over.
+        // left long after a burst keeps up to JOURNAL_SIZE_LIMIT of its length when it starts
+        // over.
         conn.execute_batch(&format!(
             "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT};"
         ))?;
