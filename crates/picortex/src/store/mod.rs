@@ -754,6 +754,23 @@ mod tests {
         assert_eq!(count, 10);
     }
 
+    /// The writer keeps a long WAL's length when it starts over (see JOURNAL_SIZE_LIMIT), and
+    /// leaves checkpoints to the checkpointer.
+    #[tokio::test]
+    async fn the_writer_keeps_the_wal_long_and_never_checkpoints() {
+        let (_dir, store) = temp_store();
+        let pragma = |name: &'static str| {
+            move |c: &Connection| -> StoreResult<i64> {
+                Ok(c.pragma_query_value(None, name, |r| r.get(0))?)
+            }
+        };
+        assert_eq!(
+            store.write(pragma("journal_size_limit")).await.unwrap(),
+            JOURNAL_SIZE_LIMIT
+        );
+        assert_eq!(store.write(pragma("wal_autocheckpoint")).await.unwrap(), 0);
+    }
+
     #[tokio::test]
     async fn writes_are_durable_and_isolated_per_job() {
         let (dir, store) = temp_store();
