@@ -13,11 +13,11 @@
 //! instead of each stage of each message (the gate's decision, the finished turn, the accepted
 //! delivery) taking its own. Each commit costs a write of every page it touches and about
 //! 150 µs of kernel time for its fsync on this kind of machine; in paired runs at 1,000
-//! webhooks/s holding cut the writer's CPU per webhook by a fifth. (p99 there moved with the
-//! load on the shared disk more than with either policy, and is 2-5 times that of a plain
-//! receiver committing each row on the same disk; the figures point at the WAL appending
-//! described below: docs/benchmarks.md.) When traffic is sparse, as when people text, nothing
-//! is held: background writes go into the next commit and add nothing to a reply's latency.
+//! webhooks/s holding cut the writer's CPU per webhook by a fifth. (p99 there moves with the
+//! shared disk more than with either policy: when the disk's own flushes stall for tens of
+//! milliseconds, every commit waits behind them: docs/benchmarks.md.) When traffic is sparse,
+//! as when people text, nothing is held: background writes go into the next commit and add
+//! nothing to a reply's latency.
 //!
 //! WAL checkpoints (copying committed pages back into the database file) run on a connection
 //! and thread of their own, so a commit never waits for one. Only the writer can start the WAL
@@ -25,8 +25,8 @@
 //! of commits the WAL grows (each commit appending to it) and starts over at the next quiet
 //! moment. Every way tried of making it start over under load (the writer checkpointing past a
 //! bound; the checkpointer copying the last frames with the writer paused) stalled commits and
-//! tripled p99 at 1,000 webhooks/s, which appending (about twice the fsync time of overwriting
-//! on this kind of disk) did not. The WAL is kept bounded by escalating to a blocking
+//! tripled p99 at 1,000 webhooks/s, which appending did not (a WAL written over zeros instead
+//! of growing left p99 where it was). The WAL is kept bounded by escalating to a blocking
 //! checkpoint only past [`WAL_HARD_LIMIT_FRAMES`].
 
 pub mod gate;
@@ -70,11 +70,10 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(3);
 /// costs is long (about a second at 1 GiB on this kind of disk: docs/benchmarks.md).
 const WAL_HARD_LIMIT_FRAMES: i64 = 1 << 20;
 /// Bytes a WAL file is cut back to when it starts over. A burst leaves a long WAL; kept, the
-/// next burst overwrites it in place, while every commit that appends to the file must also
-/// commit its new size through the filesystem's journal, and cutting hundreds of MiB off it
-/// stalls that journal too. At 1,000 webhooks/s after a pause, p99 was 2.1-2.5 ms with the
-/// file kept and 30-53 ms with it cut back to 64 MiB (docs/benchmarks.md). The daemon
-/// empties it when it stops.
+/// next burst overwrites it in place, while cutting hundreds of MiB off it stalls the
+/// filesystem's journal, and every flush on the disk behind it, for tens of milliseconds. At
+/// 1,000 webhooks/s after a pause, p99 was 2.1-2.5 ms with the file kept and 30-53 ms with it
+/// cut back to 64 MiB (docs/benchmarks.md). The daemon empties it when it stops.
 const JOURNAL_SIZE_LIMIT: i64 = 1 << 30;
 
 const MIGRATIONS: &[(i64, &str)] = &[
