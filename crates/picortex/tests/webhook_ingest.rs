@@ -392,3 +392,105 @@ async fn health_and_frontend_log() {
     }
     assert!(limited, "the frontend log is rate-limited");
 }
+
+/// A webhook whose request is under way when the daemon is told to stop is still answered and
+/// stored before the daemon's runtime ends (`DaemonHandle::run_until`, which `picortex serve`
+/// stops through on SIGTERM): a stop must not cost Linq a failed delivery. The daemon runs on a
+/// runtime of its own, dropped when `run_until` returns, as when the process exits.
+#[tokio::test]
+async fn a_webhook_in_flight_when_the_daemon_stops_is_answered_and_stored() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sim = Sim::start(&format!("http://{addr}/api/linq/inbound")).await;
+    let data = tempfile::tempdir().unwrap();
+    let config = daemon_config(&sim, data.path());
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stopped_tx, mut stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let daemon = picortex::daemon::start(config, listener).await.unwrap();
+            let _ = ready_tx.send(daemon.store.clone());
+            daemon
+                .run_until(async move {
+                    let _ = stop_rx.await;
+                })
+                .await;
+        });
+        drop(runtime);
+        let _ = stopped_tx.send(());
+    });
+    let store = ready_rx.await.unwrap();
+
+    let event_id = uuid();
+    let body = serde_json::to_vec(&received_2026(
+        &event_id,
+        &uuid(),
+        &uuid(),
+        "+15554300001",
+        "sent as the daemon stops",
+    ))
+    .unwrap();
+    let mut head = format!(
+        "POST /api/linq/inbound HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\nexpect: 100-continue\r\n",
+        body.len()
+    );
+    for (name, value) in signed_headers(&sim.secret, &event_id, now_unix(), &body) {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // The server says `100 Continue` when the handler starts reading the body: from here on
+    // the request is in flight.
+    let mut buf = [0u8; 256];
+    let n = conn.read(&mut buf).await.unwrap();
+    let interim = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
+
+    stop_tx.send(()).unwrap();
+    // Stopping has begun once the daemon takes no new connections; it must then wait for the
+    // request in flight rather than end (the wait here is long enough for a daemon that did
+    // not wait to have ended; a daemon that waits passes however long it is).
+    eventually(Duration::from_secs(10), "the listener to close", || async {
+        tokio::net::TcpStream::connect(addr).await.err().map(|_| ())
+    })
+    .await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut stopped_rx)
+            .await
+            .is_err(),
+        "the daemon ended with a request in flight"
+    );
+
+    conn.write_all(&body).await.unwrap();
+    let mut response = Vec::new();
+    conn.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status_line = response.lines().next().unwrap_or_default().to_owned();
+    assert_eq!(status_line, "HTTP/1.1 200 OK", "{response}");
+    tokio::time::timeout(Duration::from_secs(30), stopped_rx)
+        .await
+        .expect("the daemon ends once the request is answered")
+        .unwrap();
+    let stored: i64 = store
+        .read(move |c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM webhook_events WHERE event_id = ?1",
+                [&event_id],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+    println!("PASS: a webhook in flight when the daemon stops is answered 200 and stored");
+}
