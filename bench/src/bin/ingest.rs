@@ -686,7 +686,6 @@ fn print_report(plan: &Plan, m: &Machine, d: &DaemonFigures, b: &BaselineFigures
         && d.paced.failures.total() == 0
         && (plan.rate - 1000.0).abs() < f64::EPSILON;
     // A stall of the disk holds every commit on it, so a miss says whether the probe saw one.
-    let stalls = disk_stalls(&d.paced_flushes);
     let disk_note = if latency_met {
         String::new()
     } else if stalls.is_empty() {
@@ -754,12 +753,12 @@ const NOT_DAEMON: &[&str] = &[
     picortex_bench::cpu::MAIN_THREAD,
 ];
 
-/// CPU time of the daemon's threads: everything in the process but the load generator.
 /// The probe's flushes that took longer than the latency aim: stalls of the disk itself.
 fn disk_stalls(flushes: &[Duration]) -> Vec<Duration> {
     flushes.iter().copied().filter(|f| *f > AIM_P99).collect()
 }
 
+/// CPU time of the daemon's threads: everything in the process but the load generator.
 fn daemon_cpu(usage: &Usage) -> Duration {
     usage
         .groups
