@@ -131,39 +131,38 @@ fn now_ms() -> i64 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn inserts_every_row_once() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let rows: Vec<Row> = (0..25)
+    /// `n` small rows with distinct event ids.
+    fn rows(n: usize) -> Vec<Row> {
+        (0..n)
             .map(|i| Row {
                 event_id: format!("evt-{i}"),
                 body: bytes::Bytes::from(format!("{{\"n\":{i}}}")),
             })
-            .collect();
+            .collect()
+    }
+
+    /// How many rows the baseline database at `path` holds.
+    fn stored(path: &Path) -> rusqlite::Result<i64> {
+        Connection::open(path)?.query_row("SELECT COUNT(*) FROM webhook_events", [], |r| r.get(0))
+    }
+
+    #[test]
+    fn inserts_every_row_once() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
         let path = dir.path().join("b.db");
-        let outcome = run(&path, &rows, 10)?;
+        let outcome = run(&path, &rows(25), 10)?;
         assert_eq!(outcome.rows, 25);
-        let conn = Connection::open(&path)?;
-        let n: i64 = conn.query_row("SELECT COUNT(*) FROM webhook_events", [], |r| r.get(0))?;
-        assert_eq!(n, 25);
+        assert_eq!(stored(&path)?, 25);
         Ok(())
     }
 
     #[test]
     fn paced_commits_every_row_and_times_each() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
-        let rows: Vec<Row> = (0..20)
-            .map(|i| Row {
-                event_id: format!("evt-{i}"),
-                body: bytes::Bytes::from(format!("{{\"n\":{i}}}")),
-            })
-            .collect();
         let path = dir.path().join("c.db");
-        let latencies = paced(&path, &rows, 2_000.0)?;
+        let latencies = paced(&path, &rows(20), 2_000.0)?;
         assert_eq!(latencies.len(), 20);
-        let conn = Connection::open(&path)?;
-        let n: i64 = conn.query_row("SELECT COUNT(*) FROM webhook_events", [], |r| r.get(0))?;
-        assert_eq!(n, 20);
+        assert_eq!(stored(&path)?, 20);
         Ok(())
     }
 }
