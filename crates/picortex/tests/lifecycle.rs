@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Hibernation: an idle chat's processes stop and its home stays; the next message wakes it
-//! and still gets its answer. As root the chat runs in its sandbox (whose jail is what stops);
+//! and still gets its answer; a stop that fails is reported, never called done, and retried.
+//! As root the chat runs in its sandbox (whose jail is what stops);
 //! without root, its tmux server.
 
 mod common;
@@ -300,4 +301,111 @@ async fn a_daemon_stopping_with_its_chats_leaves_none_running_and_loses_no_turn(
     assert_eq!(stopped.hibernated, 2, "{stopped:?}");
     assert_eq!(stopped.with_work, 0, "{stopped:?}");
     println!("PASS: idle chats are hibernated when the daemon stops with its chats");
+}
+
+/// Echoes; stopping a chat's processes fails until `stops_work` is set.
+#[derive(Default)]
+struct StopRefused {
+    stops_work: std::sync::atomic::AtomicBool,
+}
+
+impl picortex::agent::Agent for StopRefused {
+    fn name(&self) -> &'static str {
+        "stop-refused"
+    }
+
+    fn run_turn(
+        &self,
+        request: picortex::agent::TurnRequest,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<picortex::agent::TurnReply, picortex::agent::AgentError>,
+    > {
+        picortex::agent::EchoAgent.run_turn(request)
+    }
+
+    fn stop_chat<'a>(
+        &'a self,
+        _chat_id: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(), picortex::agent::AgentError>> {
+        let works = self.stops_work.load(std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            if works {
+                Ok(())
+            } else {
+                Err(picortex::agent::AgentError::Retryable(
+                    "the chat's processes would not stop".into(),
+                ))
+            }
+        })
+    }
+}
+
+/// A hibernation whose stop fails is never reported as done: the owner's command says so in
+/// the chat, the owner API answers 500 `failed`, and the chat stays `hibernating` until the
+/// lifecycle task, on a later tick, stops it as the command's answer promised.
+#[tokio::test]
+async fn a_hibernation_whose_stop_fails_is_reported_and_finished_in_the_background() {
+    const TOKEN: &str = "owner-api-test-token-hibernate-0001";
+    let owner = "+15551240009";
+    let agent = std::sync::Arc::new(StopRefused::default());
+    let stack = Stack::start_with_agent(
+        |c| {
+            c.owner = Some(owner.into());
+            c.api_token = Some(TOKEN.into());
+            c.lifecycle.interval_secs = 1;
+        },
+        agent.clone(),
+    )
+    .await;
+    let (chat, _) = stack.sim.dm(owner, "hello").await;
+    assert_eq!(replies(&stack.sim, &chat, 1).await, vec!["echo: hello"]);
+
+    stack
+        .sim
+        .text(json!({"from": owner, "chat_id": chat, "text": "/picortex hibernate"}))
+        .await;
+    let answer = replies(&stack.sim, &chat, 2).await.remove(1);
+    assert!(
+        answer.starts_with("I couldn't stop this chat's processes")
+            && answer.contains("the chat's processes would not stop"),
+        "{answer}"
+    );
+    assert_eq!(state(&stack, &chat).await, "hibernating");
+    println!("PASS: the owner's hibernate command says the stop failed");
+
+    let response = stack
+        .sim
+        .http
+        .post(format!(
+            "{}/api/chats/{chat}/lifecycle",
+            stack.daemon.base_url()
+        ))
+        .bearer_auth(TOKEN)
+        .json(&json!({"action": "hibernate"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 500);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["outcome"], "failed", "{body}");
+    assert_eq!(body["state"], "hibernating", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("the chat's processes would not stop"),
+        "{body}"
+    );
+    assert_eq!(state(&stack, &chat).await, "hibernating");
+    println!("PASS: the owner API answers 500 with the reason, and the chat is not called asleep");
+
+    agent
+        .stops_work
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    eventually(
+        WAIT,
+        "the lifecycle task to finish the hibernation",
+        || async { (state(&stack, &chat).await == "hibernated").then_some(()) },
+    )
+    .await;
+    println!("PASS: the lifecycle task finishes the hibernation once the stop works");
 }
